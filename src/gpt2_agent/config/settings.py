@@ -1,0 +1,154 @@
+"""Settings, read from ``GPT2_AGENT_*`` environment variables and an optional TOML file.
+
+Precedence (highest first): keyword overrides, environment variables, the TOML file
+named by ``GPT2_AGENT_CONFIG_FILE`` (or passed to :func:`load_settings`), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "GPT2_AGENT_"
+CONFIG_FILE_ENV = "GPT2_AGENT_CONFIG_FILE"
+
+
+class Settings(BaseSettings):
+    """Effective configuration. Paths left unset are derived from ``home``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    home: Path = Path("./.gpt2-agent")
+    database_url: str = ""
+    executor: Literal["local", "celery"] = "local"
+    executor_concurrency: int = Field(default=8, ge=1, le=512)
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    plugins: list[str] = Field(default_factory=list)
+    workflows_dir: Path | None = None
+
+    # Engine timing. Leases are what make crashed workers visible; keep heartbeat < lease / 2.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    sweep_interval_seconds: float = Field(default=2.0, gt=0)
+    poll_interval_seconds: float = Field(default=0.5, gt=0)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+
+    # SMTP for send_email.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "gpt2-agent@localhost"
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 10.0
+
+    # Storage for uploaded files and receipts.
+    storage_dir: Path | None = None
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    # Models and data.
+    models_dir: Path | None = None
+    warehouse_url: str = ""
+
+    # HTTP server.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    page_size_max: int = Field(default=200, ge=1)
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        home = self.home.expanduser()
+        self.home = home
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(home / 'gpt2-agent.db').resolve()}"
+        if self.storage_dir is None:
+            self.storage_dir = home / "storage"
+        if self.models_dir is None:
+            self.models_dir = home / "models"
+        if not self.warehouse_url:
+            self.warehouse_url = f"sqlite:///{(home / 'warehouse.db').resolve()}"
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError("heartbeat_seconds must be smaller than lease_seconds")
+        return self
+
+    @property
+    def storage_path(self) -> Path:
+        """Storage folder (never None after validation)."""
+        assert self.storage_dir is not None
+        return self.storage_dir
+
+    @property
+    def models_path(self) -> Path:
+        """Model registry folder (never None after validation)."""
+        assert self.models_dir is not None
+        return self.models_dir
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = os.environ.get(CONFIG_FILE_ENV)
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_file)))
+        return tuple(sources)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings; ``config_file`` names a TOML file (else ``GPT2_AGENT_CONFIG_FILE``)."""
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        previous = os.environ.get(CONFIG_FILE_ENV)
+        os.environ[CONFIG_FILE_ENV] = str(path)
+        try:
+            return Settings(**overrides)
+        finally:
+            if previous is None:
+                os.environ.pop(CONFIG_FILE_ENV, None)
+            else:
+                os.environ[CONFIG_FILE_ENV] = previous
+    return Settings(**overrides)
+
+
+_SECRET_WORDS = ("password", "secret", "token")
+
+
+def masked_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as plain JSON-able values, with secrets and URL passwords masked."""
+    out: dict[str, Any] = {}
+    for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr) or (value is not None and any(w in name for w in _SECRET_WORDS)):
+            out[name] = "********" if value else None
+        elif isinstance(value, Path):
+            out[name] = str(value)
+        elif isinstance(value, str) and "://" in value and "@" in value:
+            out[name] = _mask_url(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _mask_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:********@{host}"
+    return url

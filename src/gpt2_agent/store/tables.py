@@ -1,0 +1,3 @@
+"""Imports every part's table module so ``Base.metadata`` is complete (for Alembic and tests)."""
+
+from gpt2_agent.store import engine_tables  # noqa: F401
