@@ -1,0 +1,1 @@
+"""Durable task and workflow engine. Knows no business and no ML: actions register with it."""
