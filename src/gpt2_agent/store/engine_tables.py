@@ -66,6 +66,7 @@ class Task(Base):
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     timeout_seconds: Mapped[float | None] = mapped_column(nullable=True)
     run_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

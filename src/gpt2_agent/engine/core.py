@@ -1,0 +1,653 @@
+"""The engine: submission, claims with fenced leases, completion, retries, sweeping, cancellation.
+
+Every state change is committed to SQL together with its event row before anything else
+happens; executors only move claims between the database and handler functions. A completed
+task is never claimed again, and a worker can complete a task only while it holds the lease it
+claimed (``WHERE id=? AND lease_owner=? AND attempt=?``), so late or duplicate workers change
+nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gpt2_agent.config import Settings
+from gpt2_agent.engine import events, idempotency, runs
+from gpt2_agent.engine.errors import Conflict, Forbidden, InvalidInput, NotFound
+from gpt2_agent.engine.handlers import HandlerRegistry, RetryPolicy
+from gpt2_agent.engine.metrics import EngineMetrics
+from gpt2_agent.engine.states import (
+    TERMINAL_RUN_STATES,
+    TERMINAL_TASK_STATES,
+    ApprovalState,
+    RunState,
+    TaskState,
+)
+from gpt2_agent.engine.workflows import WorkflowRegistry, check_input
+from gpt2_agent.engine.workloads import Claim
+from gpt2_agent.store import Database
+from gpt2_agent.store.base import utcnow
+from gpt2_agent.store.engine_tables import Approval, Task, TaskEvent, WorkflowRun
+
+log = logging.getLogger(__name__)
+
+DecisionListener = Callable[[Session, Approval, WorkflowRun], None]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """Result of a submission: the resource id and whether this call created it."""
+
+    id: int
+    created: bool
+
+
+@dataclass
+class SweepReport:
+    requeued: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    keys_purged: int = 0
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    total: int
+
+
+class Engine:
+    """The durable engine over one database. Thread-safe: every call uses its own session."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        handlers: HandlerRegistry | None = None,
+        workflows: WorkflowRegistry | None = None,
+        metrics: EngineMetrics | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.handlers = handlers or HandlerRegistry()
+        self.workflows = workflows or WorkflowRegistry()
+        self.metrics = metrics
+        self._queued_listeners: list[Callable[[list[int]], None]] = []
+        self.decision_listeners: list[DecisionListener] = []
+
+    # --- listeners ---------------------------------------------------------------------------
+
+    def on_queued(self, listener: Callable[[list[int]], None]) -> None:
+        """Call ``listener(task_ids)`` after new work was committed (executors wake up on it)."""
+        self._queued_listeners.append(listener)
+
+    def _notify(self, task_ids: list[int]) -> None:
+        if not task_ids:
+            return
+        for listener in self._queued_listeners:
+            try:
+                listener(task_ids)
+            except Exception:  # a broken listener must not undo a committed submission
+                log.exception("queued-listener failed for tasks %s", task_ids)
+
+    # --- submission --------------------------------------------------------------------------
+
+    def submit_task(
+        self,
+        type_: str,
+        input_: Any,
+        *,
+        submitted_by: str | None = None,
+        idempotency_key: str | None = None,
+        scope: str = "",
+    ) -> Submitted:
+        """Queue a standalone task. With a key, the same key and body return the original task."""
+        task_type = self.handlers.get(type_)
+        data = task_type.parse_input(input_).model_dump(mode="json")
+        body_hash = idempotency.request_hash({"type": type_, "input": input_})
+        key_scope = f"task:{scope}"
+        if idempotency_key is not None:
+            idempotency.check_key(idempotency_key)
+
+        def create(session: Session) -> int:
+            task = Task(
+                type=type_,
+                queue=task_type.queue,
+                status=TaskState.QUEUED,
+                input=data,
+                max_attempts=task_type.retry.max_attempts,
+                timeout_seconds=task_type.timeout_seconds,
+                submitted_by=submitted_by,
+                run_at=utcnow(),
+            )
+            session.add(task)
+            session.flush()
+            task.idempotency_key = f"task:{task.id}"
+            events.record(
+                session, actor=submitted_by, to_state=TaskState.QUEUED, task_id=task.id, reason="submitted"
+            )
+            return task.id
+
+        result = self._idempotent(key_scope, idempotency_key, body_hash, "task", create)
+        if result.created:
+            self._count(type_, TaskState.QUEUED)
+            self._notify([result.id])
+        return result
+
+    def start_run(
+        self,
+        workflow: str,
+        input_: Any,
+        *,
+        submitted_by: str | None = None,
+        idempotency_key: str | None = None,
+        scope: str = "",
+    ) -> Submitted:
+        """Start a workflow run; the first step is queued in the same transaction."""
+        defn = self.workflows.get(workflow)
+        errors = check_input(defn, input_)
+        if errors:
+            detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+            raise InvalidInput(f"invalid input for workflow {workflow!r}: {detail}", list(errors))
+        body_hash = idempotency.request_hash({"workflow": workflow, "input": input_})
+        if idempotency_key is not None:
+            idempotency.check_key(idempotency_key)
+        queued: list[int] = []
+
+        def create(session: Session) -> int:
+            run = WorkflowRun(
+                workflow=workflow,
+                status=RunState.QUEUED,
+                input=input_,
+                context={},
+                definition=defn.model_dump(mode="json", by_alias=True),
+                current_step=0,
+                submitted_by=submitted_by,
+            )
+            session.add(run)
+            session.flush()
+            events.record(session, actor=submitted_by, to_state=RunState.QUEUED, run_id=run.id, reason="started")
+            queued.extend(runs.advance(session, run, self.handlers, actor=submitted_by))
+            return run.id
+
+        result = self._idempotent(f"run:{workflow}:{scope}", idempotency_key, body_hash, "run", create)
+        if result.created:
+            self._notify(queued)
+        return result
+
+    def _idempotent(
+        self,
+        scope: str,
+        key: str | None,
+        body_hash: str,
+        resource_type: str,
+        create: Callable[[Session], int],
+    ) -> Submitted:
+        if key is None:
+            with self.db.write_session() as session:
+                return Submitted(create(session), True)
+        for _ in range(3):
+            try:
+                with self.db.write_session() as session:
+                    existing = idempotency.lookup(session, scope, key, body_hash, resource_type)
+                    if existing is not None:
+                        return Submitted(existing, False)
+                    resource_id = create(session)
+                    idempotency.remember(
+                        session,
+                        scope,
+                        key,
+                        body_hash,
+                        resource_type,
+                        resource_id,
+                        self.settings.idempotency_ttl_seconds,
+                    )
+                    return Submitted(resource_id, True)
+            except IntegrityError:
+                # A concurrent request with the same key won the insert; read what it created.
+                continue
+        raise Conflict(f"Idempotency-Key {key!r} is being used by a concurrent request; retry")
+
+    # --- worker side -------------------------------------------------------------------------
+
+    def claim(self, worker: str, limit: int, queues: Sequence[str] | None = None) -> list[Claim]:
+        """Claim up to ``limit`` ready tasks for ``worker`` (FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+        if limit <= 0:
+            return []
+        now = utcnow()
+        stmt: Select[tuple[Task]] = (
+            select(Task)
+            .where(Task.status == TaskState.QUEUED, Task.run_at <= now)
+            .order_by(Task.id)
+            .limit(limit)
+        )
+        if queues:
+            stmt = stmt.where(Task.queue.in_(list(queues)))
+        if not self.db.is_sqlite:
+            stmt = stmt.with_for_update(skip_locked=True)
+        with self.db.write_session() as session:
+            tasks = list(session.scalars(stmt))
+            return [self._take(session, task, worker, now) for task in tasks]
+
+    def claim_task(self, task_id: int, worker: str) -> Claim | None:
+        """Claim one specific task if it is ready (used by executors that deliver task ids)."""
+        now = utcnow()
+        stmt = select(Task).where(Task.id == task_id, Task.status == TaskState.QUEUED, Task.run_at <= now)
+        if not self.db.is_sqlite:
+            stmt = stmt.with_for_update(skip_locked=True)
+        with self.db.write_session() as session:
+            task = session.scalars(stmt).first()
+            return self._take(session, task, worker, now) if task else None
+
+    def _take(self, session: Session, task: Task, worker: str, now: dt.datetime) -> Claim:
+        task.status = TaskState.RUNNING
+        task.attempt += 1
+        task.lease_owner = worker
+        task.lease_until = now + dt.timedelta(seconds=self.settings.lease_seconds)
+        task.heartbeat_at = now
+        task.started_at = now
+        task.deadline_at = now + dt.timedelta(seconds=task.timeout_seconds) if task.timeout_seconds else None
+        events.record(
+            session,
+            actor=worker,
+            from_state=TaskState.QUEUED,
+            to_state=TaskState.RUNNING,
+            task_id=task.id,
+            run_id=task.run_id,
+            reason=f"claimed (attempt {task.attempt} of {task.max_attempts})",
+            attempt=task.attempt,
+        )
+        if task.run_id is not None:
+            run = session.get(WorkflowRun, task.run_id)
+            if run is not None and run.status == RunState.QUEUED:
+                run.status = RunState.RUNNING
+                events.record(
+                    session, actor=worker, from_state=RunState.QUEUED, to_state=RunState.RUNNING, run_id=run.id
+                )
+        self._count(task.type, TaskState.RUNNING)
+        return Claim(
+            task_id=task.id,
+            type=task.type,
+            input=task.input,
+            attempt=task.attempt,
+            max_attempts=task.max_attempts,
+            worker=worker,
+            idempotency_key=task.idempotency_key,
+            run_id=task.run_id,
+            step_name=task.step_name,
+            submitted_by=task.submitted_by,
+            deadline_at=task.deadline_at,
+            started_at=now,
+        )
+
+    @staticmethod
+    def _fence(claim: Claim) -> Any:
+        return and_(
+            Task.id == claim.task_id,
+            Task.status == TaskState.RUNNING,
+            Task.lease_owner == claim.worker,
+            Task.attempt == claim.attempt,
+        )
+
+    def complete(
+        self, claim: Claim, output: dict[str, Any], *, chain_queues: Sequence[str] | None = None
+    ) -> tuple[bool, Claim | None]:
+        """Record success; advance the run. Returns (accepted, next claim).
+
+        ``accepted`` is False when the claim was fenced out (lease lost, cancelled). With
+        ``chain_queues`` the run's next step is claimed for the same worker in the same
+        transaction, saving a round trip through the queue.
+        """
+        now = utcnow()
+        queued: list[int] = []
+        next_claim: Claim | None = None
+        with self.db.write_session() as session:
+            result = session.execute(
+                update(Task)
+                .where(self._fence(claim))
+                .values(status=TaskState.SUCCEEDED, output=output, finished_at=now, lease_owner=None, error=None)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                log.warning("completion of task %s attempt %s fenced out", claim.task_id, claim.attempt)
+                return False, None
+            events.record(
+                session,
+                actor=claim.worker,
+                from_state=TaskState.RUNNING,
+                to_state=TaskState.SUCCEEDED,
+                task_id=claim.task_id,
+                run_id=claim.run_id,
+                attempt=claim.attempt,
+            )
+            if claim.run_id is not None:
+                run = session.get(WorkflowRun, claim.run_id, with_for_update=not self.db.is_sqlite)
+                if run is not None and run.status not in TERMINAL_RUN_STATES:
+                    runs.record_step_output(run, claim.step_name or "", output)
+                    run.current_step += 1
+                    queued = runs.advance(session, run, self.handlers, actor=claim.worker)
+            if chain_queues is not None and len(queued) == 1:
+                task = session.get(Task, queued[0])
+                if task is not None and task.queue in chain_queues and task.type in self.handlers:
+                    next_claim = self._take(session, task, claim.worker, utcnow())
+                    queued = []
+        self._observe(claim, "succeeded", now)
+        self._count(claim.type, TaskState.SUCCEEDED)
+        self._notify(queued)
+        return True, next_claim
+
+    def fail(self, claim: Claim, error: str, *, retryable: bool) -> str | None:
+        """Record a failed attempt: requeue with backoff, or fail for good. Returns the new state."""
+        now = utcnow()
+        with self.db.write_session() as session:
+            task = session.scalars(select(Task).where(self._fence(claim))).first()
+            if task is None:
+                return None
+            new_state = self._fail_task(session, task, error, retryable=retryable, actor=claim.worker, now=now)
+        self._observe(claim, "failed" if new_state == TaskState.FAILED else "retry", now)
+        self._count(claim.type, new_state)
+        return new_state
+
+    def _retry_policy(self, session: Session, task: Task) -> RetryPolicy:
+        if task.run_id is not None:
+            run = session.get(WorkflowRun, task.run_id)
+            if run is not None:
+                step = runs.step_def(run, task.step_name)
+                if step is not None and step.retry is not None:
+                    return RetryPolicy(**step.retry.model_dump())
+        if task.type in self.handlers:
+            return self.handlers.get(task.type).retry
+        return RetryPolicy(max_attempts=task.max_attempts)
+
+    def _fail_task(
+        self, session: Session, task: Task, error: str, *, retryable: bool, actor: str, now: dt.datetime
+    ) -> str:
+        from_state = task.status
+        task.lease_owner = None
+        task.lease_until = None
+        task.error = error[:8000]
+        if retryable and task.attempt < task.max_attempts:
+            delay = self._retry_policy(session, task).backoff(task.attempt)
+            task.status = TaskState.QUEUED
+            task.run_at = now + dt.timedelta(seconds=delay)
+            events.record(
+                session,
+                actor=actor,
+                from_state=from_state,
+                to_state=TaskState.QUEUED,
+                task_id=task.id,
+                run_id=task.run_id,
+                attempt=task.attempt,
+                reason=f"retry in {delay:.1f}s after attempt {task.attempt}: {error}",
+            )
+            return TaskState.QUEUED
+        task.status = TaskState.FAILED
+        task.finished_at = now
+        reason = error if not retryable else f"gave up after {task.attempt} attempts: {error}"
+        events.record(
+            session,
+            actor=actor,
+            from_state=from_state,
+            to_state=TaskState.FAILED,
+            task_id=task.id,
+            run_id=task.run_id,
+            attempt=task.attempt,
+            reason=reason,
+        )
+        if task.run_id is not None:
+            run = session.get(WorkflowRun, task.run_id)
+            if run is not None and run.status not in TERMINAL_RUN_STATES:
+                runs.finish(session, run, RunState.FAILED, actor=actor, reason=f"step {task.step_name!r} failed: {error}")
+        return TaskState.FAILED
+
+    def heartbeat(self, claims: Sequence[Claim]) -> set[int]:
+        """Extend the leases of claims in flight; returns the task ids whose lease was lost."""
+        if not claims:
+            return set()
+        now = utcnow()
+        lease_until = now + dt.timedelta(seconds=self.settings.lease_seconds)
+        lost: set[int] = set()
+        with self.db.write_session() as session:
+            for claim in claims:
+                result = session.execute(
+                    update(Task)
+                    .where(self._fence(claim))
+                    .values(lease_until=lease_until, heartbeat_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                if getattr(result, "rowcount", 0) != 1:
+                    lost.add(claim.task_id)
+        return lost
+
+    def sweep(self, actor: str = "sweeper") -> SweepReport:
+        """Requeue (or fail) tasks whose lease expired or whose deadline passed; purge old keys."""
+        now = utcnow()
+        report = SweepReport()
+        expired = or_(
+            Task.lease_until < now,
+            and_(Task.lease_until.is_(None), Task.started_at < now - dt.timedelta(seconds=self.settings.lease_seconds)),
+            Task.deadline_at < now,
+        )
+        stmt = select(Task).where(Task.status == TaskState.RUNNING, expired).order_by(Task.id).limit(500)
+        if not self.db.is_sqlite:
+            stmt = stmt.with_for_update(skip_locked=True)
+        with self.db.write_session() as session:
+            for task in session.scalars(stmt):
+                timed_out = task.deadline_at is not None and task.deadline_at < now
+                why = (
+                    f"timed out after {task.timeout_seconds:g}s"
+                    if timed_out and task.timeout_seconds
+                    else f"lease of {task.lease_owner} expired (worker lost)"
+                )
+                state = self._fail_task(session, task, why, retryable=True, actor=actor, now=now)
+                (report.requeued if state == TaskState.QUEUED else report.failed).append(task.id)
+            report.keys_purged = idempotency.purge_expired(session)
+        if report.requeued or report.failed:
+            log.warning("sweeper requeued %s, failed %s", report.requeued, report.failed)
+        self._notify(report.requeued)
+        return report
+
+    # --- people ------------------------------------------------------------------------------
+
+    def cancel_task(self, task_id: int, *, by: str | None) -> Task:
+        """Cancel a queued, running or waiting task; a running worker's late result is discarded."""
+        with self.db.write_session() as session:
+            task = session.get(Task, task_id)
+            if task is None:
+                raise NotFound(f"task {task_id} not found")
+            if task.status in TERMINAL_TASK_STATES:
+                raise Conflict(f"task {task_id} is already {task.status}")
+            if task.run_id is not None:
+                run = session.get(WorkflowRun, task.run_id)
+                if run is not None:
+                    runs.cancel(session, run, actor=by)
+                    return task
+            runs.cancel_task(session, task, actor=by, reason="cancelled on request")
+            return task
+
+    def cancel_run(self, run_id: int, *, by: str | None) -> WorkflowRun:
+        with self.db.write_session() as session:
+            run = session.get(WorkflowRun, run_id)
+            if run is None:
+                raise NotFound(f"run {run_id} not found")
+            if run.status in TERMINAL_RUN_STATES:
+                raise Conflict(f"run {run_id} is already {run.status}")
+            runs.cancel(session, run, actor=by)
+            return run
+
+    def decide(self, approval_id: int, *, approve: bool, by: str, comment: str | None = None) -> Approval:
+        """Record a person's decision. Exactly one of two concurrent decisions wins; the other gets
+        :class:`Conflict`. The submitter of a run cannot decide on it (four eyes)."""
+        queued: list[int] = []
+        with self.db.write_session() as session:
+            approval = session.get(Approval, approval_id)
+            if approval is None:
+                raise NotFound(f"approval {approval_id} not found")
+            if approval.status != ApprovalState.PENDING:
+                raise Conflict(f"approval {approval_id} was already decided: {approval.status}")
+            if approval.submitted_by is not None and approval.submitted_by == by:
+                raise Forbidden("four eyes: you cannot decide on a run you submitted")
+            now = utcnow()
+            status = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
+            result = session.execute(
+                update(Approval)
+                .where(Approval.id == approval_id, Approval.status == ApprovalState.PENDING)
+                .values(status=status, decided_by=by, decided_at=now, comment=comment)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                raise Conflict(f"approval {approval_id} was already decided")
+            session.refresh(approval)
+            run = session.get(WorkflowRun, approval.run_id)
+            task = session.get(Task, approval.task_id)
+            assert run is not None and task is not None
+            output = {"approved": approve, "decided_by": by, "comment": comment, "decided_at": now.isoformat()}
+            task.status = TaskState.SUCCEEDED
+            task.output = output
+            task.finished_at = now
+            events.record(
+                session,
+                actor=by,
+                from_state=TaskState.WAITING_APPROVAL,
+                to_state=TaskState.SUCCEEDED,
+                task_id=task.id,
+                run_id=run.id,
+                reason=f"{'approved' if approve else 'rejected'}" + (f": {comment}" if comment else ""),
+            )
+            for listener in self.decision_listeners:
+                listener(session, approval, run)
+            runs.record_step_output(run, approval.step_name, output)
+            if approve:
+                run.current_step += 1
+                run.status = RunState.RUNNING
+                events.record(
+                    session,
+                    actor=by,
+                    from_state=RunState.WAITING_APPROVAL,
+                    to_state=RunState.RUNNING,
+                    run_id=run.id,
+                    reason=f"approved step {approval.step_name!r}",
+                )
+                queued = runs.advance(session, run, self.handlers, actor=by)
+            else:
+                runs.finish(
+                    session, run, RunState.REJECTED, actor=by, reason=f"rejected at step {approval.step_name!r}"
+                )
+        self._notify(queued)
+        return approval
+
+    # --- queries -----------------------------------------------------------------------------
+
+    def get_task(self, task_id: int) -> Task:
+        with self.db.session() as session:
+            task = session.get(Task, task_id)
+            if task is None:
+                raise NotFound(f"task {task_id} not found")
+            return task
+
+    def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        type_: str | None = None,
+        submitted_by: str | None = None,
+        run_id: int | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page:
+        conds = []
+        if status:
+            conds.append(Task.status == status)
+        if type_:
+            conds.append(Task.type == type_)
+        if submitted_by:
+            conds.append(Task.submitted_by == submitted_by)
+        if run_id is not None:
+            conds.append(Task.run_id == run_id)
+        with self.db.session() as session:
+            total = session.scalar(select(func.count()).select_from(Task).where(*conds)) or 0
+            items = list(
+                session.scalars(select(Task).where(*conds).order_by(Task.id.desc()).limit(limit).offset(offset))
+            )
+        return Page(items, total)
+
+    def task_events(self, *, task_id: int | None = None, run_id: int | None = None, after_id: int = 0) -> list[TaskEvent]:
+        conds = [TaskEvent.id > after_id]
+        if task_id is not None:
+            conds.append(TaskEvent.task_id == task_id)
+        if run_id is not None:
+            conds.append(TaskEvent.run_id == run_id)
+        with self.db.session() as session:
+            return list(session.scalars(select(TaskEvent).where(*conds).order_by(TaskEvent.id)))
+
+    def get_run(self, run_id: int) -> WorkflowRun:
+        with self.db.session() as session:
+            run = session.get(WorkflowRun, run_id)
+            if run is None:
+                raise NotFound(f"run {run_id} not found")
+            return run
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        submitted_by: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page:
+        conds = []
+        if status:
+            conds.append(WorkflowRun.status == status)
+        if workflow:
+            conds.append(WorkflowRun.workflow == workflow)
+        if submitted_by:
+            conds.append(WorkflowRun.submitted_by == submitted_by)
+        with self.db.session() as session:
+            total = session.scalar(select(func.count()).select_from(WorkflowRun).where(*conds)) or 0
+            items = list(
+                session.scalars(
+                    select(WorkflowRun).where(*conds).order_by(WorkflowRun.id.desc()).limit(limit).offset(offset)
+                )
+            )
+        return Page(items, total)
+
+    def get_approval(self, approval_id: int) -> Approval:
+        with self.db.session() as session:
+            approval = session.get(Approval, approval_id)
+            if approval is None:
+                raise NotFound(f"approval {approval_id} not found")
+            return approval
+
+    def list_approvals(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> Page:
+        conds = [Approval.status == status] if status else []
+        with self.db.session() as session:
+            total = session.scalar(select(func.count()).select_from(Approval).where(*conds)) or 0
+            items = list(
+                session.scalars(select(Approval).where(*conds).order_by(Approval.id).limit(limit).offset(offset))
+            )
+        return Page(items, total)
+
+    def state_counts(self) -> list[tuple[str, str, int]]:
+        """(type, state, count) for every task type and state present."""
+        with self.db.session() as session:
+            rows = session.execute(select(Task.type, Task.status, func.count()).group_by(Task.type, Task.status))
+            return [(t, s, int(n)) for t, s, n in rows]
+
+    # --- metrics -----------------------------------------------------------------------------
+
+    def _count(self, type_: str, state: str) -> None:
+        if self.metrics is not None:
+            self.metrics.transitions.labels(type=type_, to_state=state).inc()
+
+    def _observe(self, claim: Claim, outcome: str, now: dt.datetime) -> None:
+        if self.metrics is not None:
+            seconds = max((now - claim.started_at).total_seconds(), 0.0)
+            self.metrics.step_latency.labels(type=claim.type, outcome=outcome).observe(seconds)
