@@ -148,3 +148,15 @@ def smtp_server() -> Iterator[SmtpServer]:
         yield SmtpServer("127.0.0.1", port, sink)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def db_task_id(db: Database) -> int:
+    """A real ``tasks`` row (``files.task_id`` references it)."""
+    from gpt2_agent.store.engine_tables import Task
+
+    with db.session() as session:
+        task = Task(type="upload_file", status="running", input={}, idempotency_key="k")
+        session.add(task)
+        session.flush()
+        return int(task.id)
