@@ -133,7 +133,11 @@ def build_message(email: OutgoingEmail, sender: str, *, now: dt.datetime | None 
         subtype = subtype.split(";", 1)[0].strip()
         if not maintype or not subtype:
             maintype, subtype = "application", "octet-stream"
-        msg.add_attachment(item.data, maintype=maintype, subtype=subtype, filename=item.filename)
+        # Stored text is UTF-8 (the sniffer checked it); say so, or readers assume ASCII.
+        params = {"charset": "utf-8"} if maintype == "text" else None
+        msg.add_attachment(
+            item.data, maintype=maintype, subtype=subtype, filename=item.filename, params=params
+        )
     return msg
 
 
