@@ -72,7 +72,7 @@ class Storage:
     """Blobs addressed by their SHA-256 under ``root``."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        self.root = Path(root).expanduser().absolute()  # a later chdir must not move the storage
         self.blobs = self.root / "blobs"
 
     def put_stream(self, chunks: Iterable[bytes] | BinaryIO, max_bytes: int | None = None) -> tuple[str, int]:
