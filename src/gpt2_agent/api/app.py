@@ -1,0 +1,97 @@
+"""``create_app(settings)``: the composition root. Builds the store, engine, actions and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from prometheus_client import CollectorRegistry
+
+import gpt2_agent
+from gpt2_agent.actions.registration import register_model_free_actions
+from gpt2_agent.actions.storage import FileService, Storage
+from gpt2_agent.api import errors
+from gpt2_agent.api.middleware import BodyLimitMiddleware, JsonNulMiddleware
+from gpt2_agent.api.plugins import load_plugins
+from gpt2_agent.api.routes import approvals, files, health, keys, runs, tasks
+from gpt2_agent.config import Settings, load_settings
+from gpt2_agent.engine.core import Engine
+from gpt2_agent.engine.executors import Executor, load_executor
+from gpt2_agent.engine.metrics import EngineMetrics
+from gpt2_agent.store import Database, create_database, upgrade
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def build_engine(settings: Settings, db: Database | None = None) -> tuple[Engine, CollectorRegistry]:
+    """The engine with every shipped action, workflow and plugin registered (no HTTP involved)."""
+    db = db or create_database(settings.database_url)
+    upgrade(db)
+    registry = CollectorRegistry()
+    metrics = EngineMetrics(registry)
+    engine = Engine(db, settings, metrics=metrics)
+    metrics.add_state_counts(engine.state_counts)
+    register_model_free_actions(engine.handlers, settings, db)
+    shipped = resources.files("gpt2_agent") / "workflows"
+    if shipped.is_dir():
+        engine.workflows.load_dir(Path(str(shipped)))
+    if settings.workflows_dir is not None:
+        engine.workflows.load_dir(settings.workflows_dir)
+    load_plugins(engine, settings)
+    return engine, registry
+
+
+def create_app(settings: Settings | None = None, *, start_executor: bool = True) -> FastAPI:
+    """Build the FastAPI app. The local executor runs inside it unless ``start_executor`` is False."""
+    settings = settings or load_settings()
+    engine, metrics_registry = build_engine(settings)
+    executor: Executor | None = None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal executor
+        if start_executor and settings.executor == "local":
+            executor = load_executor("local", engine)
+            executor.start()
+        elif settings.executor != "local":
+            executor = load_executor(settings.executor, engine)  # publishes only; workers run elsewhere
+            executor.start()
+        try:
+            yield
+        finally:
+            if executor is not None:
+                executor.stop(wait=False)
+            engine.db.dispose()
+
+    app = FastAPI(
+        title="GPT-2 Agent",
+        version=gpt2_agent.__version__,
+        description="Business-process automation with GPT-2 models trained on your own data.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.db = engine.db
+    app.state.metrics_registry = metrics_registry
+    app.state.files = FileService(engine.db, Storage(settings.storage_path), settings)
+
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (tasks, runs, approvals, files, keys):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    errors.install(app)
+    app.add_middleware(JsonNulMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        upload_max_bytes=settings.max_upload_bytes + 64 * 1024,
+        upload_prefixes=(f"{API_PREFIX}/files",),
+    )
+    return app

@@ -1,0 +1,1 @@
+"""Command line: ``gpt2-agent``."""
