@@ -143,7 +143,7 @@ def check_safetensors(path: Path, rel: str | None = None) -> dict[str, Any]:
         (header_len,) = struct.unpack("<Q", prefix)
         if header_len > MAX_HEADER_BYTES:
             raise InvalidArtifact(
-                f"{rel}: safetensors header of {header_len} bytes exceeds {MAX_HEADER_BYTES}"
+                f"{rel}: safetensors header of {header_len} bytes exceeds the limit of {MAX_HEADER_BYTES}"
             )
         if 8 + header_len > size:
             raise InvalidArtifact(

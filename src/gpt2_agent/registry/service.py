@@ -549,15 +549,12 @@ class Registry:
                 ModelVersion.name == model.name
             )
         ).one()
-        aliases = dict(
-            s.execute(
-                select(ModelAlias.alias, ModelAlias.version)
-                .where(ModelAlias.name == model.name)
-                .order_by(ModelAlias.alias)
-            )
-            .tuples()
-            .all()
-        )
+        rows = s.execute(
+            select(ModelAlias.alias, ModelAlias.version)
+            .where(ModelAlias.name == model.name)
+            .order_by(ModelAlias.alias)
+        ).all()
+        aliases = {alias: version for alias, version in rows}
         return ModelInfo(
             name=model.name,
             task=model.task,
