@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     page_size_max: int = Field(default=200, ge=1)
 
+    # Web console sessions. Unset secret: a random one is generated and kept in HOME/web_session_secret.
+    web_session_secret: SecretStr | None = None
+    web_session_max_age_seconds: int = Field(default=12 * 3600, ge=60)
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         home = self.home.expanduser()
