@@ -290,3 +290,10 @@ def test_verify_catches_tampering(registry: Registry, make_output: MakeOutput) -
     with pytest.raises(ChecksumMismatch) as exc:
         registry.verify("audit", 2)
     assert exc.value.problems == {"labels.json": "missing", "extra.txt": "unexpected"}
+
+
+def test_exported_members_are_sorted_and_complete() -> None:
+    import gpt2_agent.registry as registry_package
+
+    assert registry_package.__all__ == sorted(registry_package.__all__, key=lambda n: (not n.isupper(), n))
+    assert all(hasattr(registry_package, name) for name in registry_package.__all__)
