@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from gpt2_agent.registry import (
     PromotionRefused,
     Registry,
 )
-from gpt2_agent.store import utcnow
+from gpt2_agent.store import Database, utcnow
 
 MakeOutput = Callable[..., Path]
 
@@ -297,3 +298,32 @@ def test_exported_members_are_sorted_and_complete() -> None:
 
     assert registry_package.__all__ == sorted(registry_package.__all__, key=lambda n: (not n.isupper(), n))
     assert all(hasattr(registry_package, name) for name in registry_package.__all__)
+
+
+def test_migration_matches_the_tables(db: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from gpt2_agent.store import Base, tables  # noqa: F401  (registers every table)
+
+    mine = {"models", "model_versions", "model_aliases", "alias_events"}
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+
+    # Entries are tuples (or lists of tuples) naming the table; the registry's must not appear.
+    assert [d for d in diff if any(f"'{t}'" in repr(d) for t in mine)] == []
+
+
+def test_leftovers_of_a_crash_are_cleaned_up(registry: Registry, make_output: MakeOutput) -> None:
+    model_dir = registry.root / "audit"
+    stale = model_dir / ".staging-dead"
+    stale.mkdir(parents=True)
+    os.utime(stale, (0, 0))
+    orphan = model_dir / "1"  # renamed into place, then the process died before COMMIT
+    orphan.mkdir()
+    (orphan / "config.json").write_text("{}")
+    v = registry.register(make_output(), "audit")
+    assert v.version == 1
+    registry.verify("audit", 1)
+    assert not stale.exists()
+    assert len(list(model_dir.glob(".orphan-1-*"))) == 1

@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +59,7 @@ from gpt2_agent.store.registry_tables import AliasEvent, ModelAlias, ModelVersio
 
 logger = logging.getLogger(__name__)
 
+_STALE_STAGING_SECONDS = 24 * 3600  # a staging folder this old belongs to a crashed registration
 _ALLOCATION_ATTEMPTS = 8  # unique-constraint races are retried; more than a handful means a bug
 BUNDLES_DIR = ".bundles"  # under models_path; model names cannot start with "."
 IMPORTS_DIR = ".imports"
@@ -102,6 +104,7 @@ class Registry:
         validate_artifact(source)
         model_dir = self.root / name
         model_dir.mkdir(parents=True, exist_ok=True)
+        _sweep_stale_staging(model_dir)
         staging = model_dir / f".staging-{uuid.uuid4().hex}"
         moved = False
         try:
@@ -690,6 +693,15 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _sweep_stale_staging(model_dir: Path) -> None:
+    cutoff = time.time() - _STALE_STAGING_SECONDS
+    for path in model_dir.glob(".staging-*"):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < cutoff:
+                logger.warning("removing stale staging folder %s", path)
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _set_aside(path: Path) -> None:
