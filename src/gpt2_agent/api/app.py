@@ -17,7 +17,7 @@ from gpt2_agent.actions.storage import FileService, Storage
 from gpt2_agent.api import errors
 from gpt2_agent.api.middleware import BodyLimitMiddleware, JsonNulMiddleware
 from gpt2_agent.api.plugins import load_plugins
-from gpt2_agent.api.routes import approvals, files, health, keys, runs, tasks
+from gpt2_agent.api.routes import approvals, files, health, keys, me, runs, tasks
 from gpt2_agent.config import Settings, load_settings
 from gpt2_agent.engine.core import Engine
 from gpt2_agent.engine.executors import Executor, load_executor
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, *, start_executor: bool = True)
     app.state.files = FileService(engine.db, Storage(settings.storage_path), settings)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (tasks, runs, approvals, files, keys):
+    for module in (tasks, runs, approvals, files, keys, me):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
@@ -94,4 +94,16 @@ def create_app(settings: Settings | None = None, *, start_executor: bool = True)
         upload_max_bytes=settings.max_upload_bytes + 64 * 1024,
         upload_prefixes=(f"{API_PREFIX}/files",),
     )
+    _install_web(app)
     return app
+
+
+def _install_web(app: FastAPI) -> None:
+    """Mount the web console when its package is present (it talks to the API over HTTP only)."""
+    try:
+        from gpt2_agent import web
+    except ImportError:
+        return
+    install = getattr(web, "install", None)
+    if callable(install):
+        install(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gpt2_agent.api.keys import ROLE_RANK, Role, authenticate
@@ -97,3 +97,7 @@ def pagination(
 
 
 PageDep = Annotated[tuple[int, int], Depends(pagination)]
+
+# Database ids are 64-bit; larger numbers are a 422, not an overflow deep in the driver.
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Path(ge=1, le=MAX_ID, description="Numeric id")]

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from gpt2_agent.api.deps import ApproverDep, EngineDep, PageDep
+from gpt2_agent.api.deps import Id, ApproverDep, EngineDep, PageDep
 from gpt2_agent.api.schemas import ApprovalOut, DecisionIn, PageOut
 from gpt2_agent.store.engine_tables import Approval
 
@@ -29,7 +29,7 @@ def list_approvals(
 
 
 @router.get("/{approval_id}", response_model=ApprovalOut)
-def read_approval(approval_id: int, engine: EngineDep, _: ApproverDep) -> Approval:
+def read_approval(approval_id: Id, engine: EngineDep, _: ApproverDep) -> Approval:
     """One approval with its context."""
     return engine.get_approval(approval_id)
 
@@ -39,6 +39,6 @@ def read_approval(approval_id: int, engine: EngineDep, _: ApproverDep) -> Approv
     response_model=ApprovalOut,
     responses={409: {"description": "already decided"}, 403: {"description": "four eyes"}},
 )
-def decide(approval_id: int, body: DecisionIn, engine: EngineDep, principal: ApproverDep) -> Approval:
+def decide(approval_id: Id, body: DecisionIn, engine: EngineDep, principal: ApproverDep) -> Approval:
     """Approve or reject. The run's submitter cannot decide; a second decision gets 409."""
     return engine.decide(approval_id, approve=body.decision == "approve", by=principal.name, comment=body.comment)

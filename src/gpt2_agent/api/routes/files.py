@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from gpt2_agent.actions.storage import FileService, TooLarge
-from gpt2_agent.api.deps import PrincipalDep
+from gpt2_agent.api.deps import Id, PrincipalDep
 from gpt2_agent.api.schemas import FileOut
 from gpt2_agent.api.deps import Principal
 from gpt2_agent.store.engine_tables import StoredFile
@@ -22,7 +22,7 @@ def _service(request: Request) -> FileService:
     return service
 
 
-def _visible(service: FileService, file_id: int, principal: Principal) -> StoredFile:
+def _visible(service: FileService, file_id: Id, principal: Principal) -> StoredFile:
     row = service.get(file_id)
     if not principal.sees_everything and row.uploaded_by != principal.name:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"file {file_id} not found")
@@ -46,7 +46,7 @@ async def upload_file(
 
 
 @router.get("/{file_id}", response_model=FileOut)
-def read_file(file_id: int, request: Request, principal: PrincipalDep) -> StoredFile:
+def read_file(file_id: Id, request: Request, principal: PrincipalDep) -> StoredFile:
     """File metadata."""
     return _visible(_service(request), file_id, principal)
 
@@ -56,7 +56,7 @@ def read_file(file_id: int, request: Request, principal: PrincipalDep) -> Stored
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_file(file_id: int, request: Request, principal: PrincipalDep) -> StreamingResponse:
+def download_file(file_id: Id, request: Request, principal: PrincipalDep) -> StreamingResponse:
     """The file's bytes, always as an attachment."""
     service = _service(request)
     _visible(service, file_id, principal)

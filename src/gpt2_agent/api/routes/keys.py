@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, status
 
 from gpt2_agent.api import keys
-from gpt2_agent.api.deps import AdminDep, DbDep
+from gpt2_agent.api.deps import Id, AdminDep, DbDep
 from gpt2_agent.api.schemas import KeyCreate, KeyCreated, KeyOut
 from gpt2_agent.store.engine_tables import ApiKey
 
@@ -28,6 +28,8 @@ def list_keys(db: DbDep, _: AdminDep) -> list[ApiKey]:
 
 
 @router.delete("/{key_id}", response_model=KeyOut)
-def revoke_key(key_id: int, db: DbDep, _: AdminDep) -> ApiKey:
-    """Revoke a key; it stops working at once."""
+def revoke_key(key_id: Id, db: DbDep, principal: AdminDep) -> ApiKey:
+    """Revoke a key; it stops working at once. The key making the call cannot revoke itself."""
+    if key_id == principal.key_id:
+        raise HTTPException(status.HTTP_409_CONFLICT, "you cannot revoke the key you are using")
     return keys.revoke_key(db, key_id)

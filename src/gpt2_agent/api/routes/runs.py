@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Resp
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
-from gpt2_agent.api.deps import EngineDep, PageDep, Principal, PrincipalDep
+from gpt2_agent.api.deps import Id, EngineDep, PageDep, Principal, PrincipalDep
 from gpt2_agent.api.events import event_stream, wants_json
 from gpt2_agent.api.schemas import EventOut, PageOut, RunCreate, RunDetail, RunOut, RunStatus, TaskOut, WorkflowOut
 from gpt2_agent.engine.core import Engine
@@ -19,7 +19,7 @@ router = APIRouter(tags=["workflows"])
 WorkflowName = Annotated[str, Path(max_length=100, pattern=r"^[a-z][a-z0-9_-]*$")]
 
 
-def visible_run(engine: Engine, run_id: int, principal: Principal) -> WorkflowRun:
+def visible_run(engine: Engine, run_id: Id, principal: Principal) -> WorkflowRun:
     run = engine.get_run(run_id)
     if not principal.sees_everything and run.submitted_by != principal.name:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} not found")
@@ -83,13 +83,13 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail)
-def read_run(run_id: int, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+def read_run(run_id: Id, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """One run with its steps."""
     return run_detail(engine, visible_run(engine, run_id, principal))
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunOut)
-def cancel_run(run_id: int, engine: EngineDep, principal: PrincipalDep) -> WorkflowRun:
+def cancel_run(run_id: Id, engine: EngineDep, principal: PrincipalDep) -> WorkflowRun:
     """Cancel a run and its open step."""
     visible_run(engine, run_id, principal)
     return engine.cancel_run(run_id, by=principal.name)
@@ -101,7 +101,7 @@ def cancel_run(run_id: int, engine: EngineDep, principal: PrincipalDep) -> Workf
     responses={200: {"content": {"text/event-stream": {}, "application/json": {}}}},
 )
 def run_events(
-    run_id: int, request: Request, engine: EngineDep, principal: PrincipalDep
+    run_id: Id, request: Request, engine: EngineDep, principal: PrincipalDep
 ) -> EventSourceResponse | JSONResponse:
     """Every transition of the run and its steps, as Server-Sent Events or JSON."""
     visible_run(engine, run_id, principal)

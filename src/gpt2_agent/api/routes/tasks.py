@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, 
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
-from gpt2_agent.api.deps import EngineDep, PageDep, Principal, PrincipalDep
+from gpt2_agent.api.deps import Id, EngineDep, PageDep, Principal, PrincipalDep
 from gpt2_agent.api.events import event_stream, wants_json
 from gpt2_agent.api.schemas import EventOut, PageOut, TaskCreate, TaskOut, TaskStatus
 from gpt2_agent.engine.core import Engine
@@ -22,7 +22,7 @@ IdempotencyHeader = Annotated[
 ]
 
 
-def visible_task(engine: Engine, task_id: int, principal: Principal) -> Task:
+def visible_task(engine: Engine, task_id: Id, principal: Principal) -> Task:
     """The task, or 404 if it does not exist or belongs to someone else (submitters see their own)."""
     task = engine.get_task(task_id)
     if not principal.sees_everything and task.submitted_by != principal.name:
@@ -51,7 +51,7 @@ def list_tasks(
     page: PageDep,
     status_: Annotated[TaskStatus | None, Query(alias="status")] = None,
     type_: Annotated[str | None, Query(alias="type", max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")] = None,
-    run_id: Annotated[int | None, Query(ge=1)] = None,
+    run_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> dict[str, object]:
     """List tasks, newest first (submitters see their own)."""
     limit, offset = page
@@ -63,13 +63,13 @@ def list_tasks(
 
 
 @router.get("/{task_id}", response_model=TaskOut)
-def read_task(task_id: int, engine: EngineDep, principal: PrincipalDep) -> Task:
+def read_task(task_id: Id, engine: EngineDep, principal: PrincipalDep) -> Task:
     """One task with its input, output and error."""
     return visible_task(engine, task_id, principal)
 
 
 @router.post("/{task_id}/cancel", response_model=TaskOut)
-def cancel_task(task_id: int, engine: EngineDep, principal: PrincipalDep) -> Task:
+def cancel_task(task_id: Id, engine: EngineDep, principal: PrincipalDep) -> Task:
     """Cancel a queued, running or waiting task (its whole run, for a workflow step)."""
     visible_task(engine, task_id, principal)
     engine.cancel_task(task_id, by=principal.name)
@@ -82,7 +82,7 @@ def cancel_task(task_id: int, engine: EngineDep, principal: PrincipalDep) -> Tas
     responses={200: {"content": {"text/event-stream": {}, "application/json": {}}}},
 )
 def task_events(
-    task_id: int, request: Request, engine: EngineDep, principal: PrincipalDep
+    task_id: Id, request: Request, engine: EngineDep, principal: PrincipalDep
 ) -> EventSourceResponse | JSONResponse:
     """State changes as Server-Sent Events (or a JSON list with ``Accept: application/json``)."""
     visible_task(engine, task_id, principal)

@@ -1,0 +1,58 @@
+"""Schemathesis over the OpenAPI schema of a real server: zero 5xx responses."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.serverproc import ROOT, Server, cli_env, create_key
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[Server, str]]:
+    env = cli_env(tmp_path / "home", GPT2_AGENT_PLUGINS='["tests.plugins.sample"]')
+    key = create_key(env, "admin", "fuzz-admin")
+    srv = Server(env, tmp_path / "server.log")
+    srv.start()
+    yield srv, key
+    srv.stop()
+
+
+def test_no_server_errors(server: tuple[Server, str], tmp_path: Path) -> None:
+    srv, key = server
+    exe = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
+    result = subprocess.run(
+        [
+            exe,
+            "run",
+            f"{srv.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--header",
+            f"Authorization: Bearer {key}",
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            "--request-timeout",
+            "10",
+            "--generation-with-security-parameters",
+            "false",
+            "--generation-allow-x00",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "passed" in output.lower(), output[-3000:]
+    print(output)
+    assert "server error" not in output.lower() or "0 server error" in output.lower(), output[-6000:]
