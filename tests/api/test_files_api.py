@@ -12,7 +12,9 @@ from tests.api.conftest import Keys
 
 def test_upload_and_download(client: TestClient, keys: Keys) -> None:
     data = "收据 receipt".encode() * 100
-    r = client.post("/api/v1/files", files={"file": ("收据.txt", data, "text/plain")}, headers=keys.h("submitter"))
+    r = client.post(
+        "/api/v1/files", files={"file": ("收据.txt", data, "text/plain")}, headers=keys.h("submitter")
+    )
     assert r.status_code == 201, r.text
     meta = r.json()
     assert meta["sha256"] == hashlib.sha256(data).hexdigest() and meta["original_name"] == "收据.txt"
@@ -23,7 +25,9 @@ def test_upload_and_download(client: TestClient, keys: Keys) -> None:
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "..\\..\\win.ini", "/etc/passwd", "....//x", "..／x"])
 def test_traversal_names_stay_inside_storage(client: TestClient, keys: Keys, name: str) -> None:
-    r = client.post("/api/v1/files", files={"file": (name, b"hello", "text/plain")}, headers=keys.h("submitter"))
+    r = client.post(
+        "/api/v1/files", files={"file": (name, b"hello", "text/plain")}, headers=keys.h("submitter")
+    )
     assert r.status_code in (201, 422)
     if r.status_code == 201:
         assert "/" not in r.json()["original_name"] and "\\" not in r.json()["original_name"]

@@ -51,12 +51,21 @@ def test_workflow_run_with_approval(client: TestClient, keys: Keys) -> None:
 
 
 def test_four_eyes_even_for_admin_submitters(client: TestClient, keys: Keys) -> None:
-    r = client.post("/api/v1/workflows/sample-approval/runs", json={"input": {"value": 20}}, headers=keys.h("admin"))
+    r = client.post(
+        "/api/v1/workflows/sample-approval/runs", json={"input": {"value": 20}}, headers=keys.h("admin")
+    )
     run_id = r.json()["id"]
     wait_run(client, keys, run_id, "waiting_approval")
     [item] = client.get("/api/v1/approvals", headers=keys.h("admin")).json()["items"]
-    assert client.post(f"/api/v1/approvals/{item['id']}/decision", json={"decision": "approve"}, headers=keys.h("admin")).status_code == 403
-    rej = client.post(f"/api/v1/approvals/{item['id']}/decision", json={"decision": "reject"}, headers=keys.h("approver"))
+    assert (
+        client.post(
+            f"/api/v1/approvals/{item['id']}/decision", json={"decision": "approve"}, headers=keys.h("admin")
+        ).status_code
+        == 403
+    )
+    rej = client.post(
+        f"/api/v1/approvals/{item['id']}/decision", json={"decision": "reject"}, headers=keys.h("approver")
+    )
     assert rej.status_code == 200
     assert wait_run(client, keys, run_id, "rejected")["error"]
 
@@ -72,9 +81,14 @@ def test_bad_run_requests(client: TestClient, keys: Keys) -> None:
 
 
 def test_cancel_run(client: TestClient, keys: Keys) -> None:
-    r = client.post("/api/v1/workflows/sample-approval/runs", json={"input": {"value": 50}}, headers=keys.h("submitter"))
+    r = client.post(
+        "/api/v1/workflows/sample-approval/runs", json={"input": {"value": 50}}, headers=keys.h("submitter")
+    )
     run_id = r.json()["id"]
     wait_run(client, keys, run_id, "waiting_approval")
-    assert client.post(f"/api/v1/runs/{run_id}/cancel", headers=keys.h("submitter")).json()["status"] == "cancelled"
+    assert (
+        client.post(f"/api/v1/runs/{run_id}/cancel", headers=keys.h("submitter")).json()["status"]
+        == "cancelled"
+    )
     assert client.post(f"/api/v1/runs/{run_id}/cancel", headers=keys.h("submitter")).status_code == 409
     assert client.get("/api/v1/approvals?status=cancelled", headers=keys.h("approver")).json()["total"] == 1

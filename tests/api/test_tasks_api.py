@@ -21,7 +21,9 @@ def wait_status(client: TestClient, keys: Keys, task_id: int, status: str) -> di
 
 
 def test_submit_run_and_read(client: TestClient, keys: Keys) -> None:
-    r = client.post("/api/v1/tasks", json={"type": "sample.step", "input": {"value": 1}}, headers=keys.h("submitter"))
+    r = client.post(
+        "/api/v1/tasks", json={"type": "sample.step", "input": {"value": 1}}, headers=keys.h("submitter")
+    )
     assert r.status_code == 201, r.text
     task = wait_status(client, keys, r.json()["id"], "succeeded")
     assert task["output"] == {"value": 2} and task["submitted_by"] == "alice"
@@ -45,7 +47,9 @@ def test_unknown_type_lists_known_ones(client: TestClient, keys: Keys) -> None:
 
 
 def test_invalid_input_names_the_field(client: TestClient, keys: Keys) -> None:
-    r = client.post("/api/v1/tasks", json={"type": "sample.step", "input": {"value": "x"}}, headers=keys.h("submitter"))
+    r = client.post(
+        "/api/v1/tasks", json={"type": "sample.step", "input": {"value": "x"}}, headers=keys.h("submitter")
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "value"
 
 
@@ -74,7 +78,9 @@ def test_malformed_bodies_get_4xx(client: TestClient, keys: Keys, body: bytes, c
 
 def test_body_over_limit_is_413(client: TestClient, keys: Keys) -> None:
     big = b'{"type": "sample.step", "input": {"pad": "' + b"x" * 2_000_000 + b'"}}'
-    r = client.post("/api/v1/tasks", content=big, headers={**keys.h("submitter"), "Content-Type": "application/json"})
+    r = client.post(
+        "/api/v1/tasks", content=big, headers={**keys.h("submitter"), "Content-Type": "application/json"}
+    )
     assert r.status_code == 413
 
 
@@ -86,9 +92,15 @@ def test_missing_or_invalid_key_is_401(client: TestClient, keys: Keys, header: s
 
 
 def test_revoked_key_stops_working(client: TestClient, keys: Keys) -> None:
-    made = client.post("/api/v1/keys", json={"name": "temp", "role": "submitter"}, headers=keys.h("admin")).json()
+    made = client.post(
+        "/api/v1/keys", json={"name": "temp", "role": "submitter"}, headers=keys.h("admin")
+    ).json()
     h = {"Authorization": f"Bearer {made['key']}"}
-    assert client.get("/api/v1/me", headers=h).json() == {"name": "temp", "role": "submitter", "key_id": made["id"]}
+    assert client.get("/api/v1/me", headers=h).json() == {
+        "name": "temp",
+        "role": "submitter",
+        "key_id": made["id"],
+    }
     assert client.delete(f"/api/v1/keys/{made['id']}", headers=keys.h("admin")).status_code == 200
     assert client.get("/api/v1/me", headers=h).status_code == 401
     listed = client.get("/api/v1/keys", headers=keys.h("admin")).json()
@@ -103,13 +115,20 @@ def test_roles_and_ownership(client: TestClient, keys: Keys) -> None:
     assert client.get(f"/api/v1/tasks/{task_id}", headers=keys.h("approver")).status_code == 200
     assert client.get("/api/v1/tasks", headers=keys.h("submitter2")).json()["total"] == 0
     assert client.get("/api/v1/approvals", headers=keys.h("submitter")).status_code == 403
-    assert client.post("/api/v1/keys", json={"name": "x", "role": "admin"}, headers=keys.h("approver")).status_code == 403
+    assert (
+        client.post(
+            "/api/v1/keys", json={"name": "x", "role": "admin"}, headers=keys.h("approver")
+        ).status_code
+        == 403
+    )
     assert client.get("/api/v1/tasks/999999", headers=keys.h("admin")).status_code == 404
 
 
 def test_list_filters_and_paginates(client: TestClient, keys: Keys) -> None:
     for i in range(5):
-        client.post("/api/v1/tasks", json={"type": "sample.step", "input": {"value": i}}, headers=keys.h("submitter"))
+        client.post(
+            "/api/v1/tasks", json={"type": "sample.step", "input": {"value": i}}, headers=keys.h("submitter")
+        )
     page = client.get("/api/v1/tasks?limit=2&offset=1&type=sample.step", headers=keys.h("submitter")).json()
     assert page["total"] == 5 and len(page["items"]) == 2 and page["limit"] == 2
     assert client.get("/api/v1/tasks?status=bogus", headers=keys.h("admin")).status_code == 422

@@ -41,7 +41,9 @@ def test_kill_minus_nine_mid_flight(tmp_path: Path, backend: str) -> None:
         server.start()
         with Client(server.url, key) as client:
             run_ids = [
-                client.start_run("sample-three", {"value": i, "sleep": 0.3}, idempotency_key=f"crash-{i}")["id"]
+                client.start_run("sample-three", {"value": i, "sleep": 0.3}, idempotency_key=f"crash-{i}")[
+                    "id"
+                ]
                 for i in range(RUNS)
             ]
             # Wait until work is genuinely in flight: some steps done, some running.
@@ -68,7 +70,9 @@ def test_kill_minus_nine_mid_flight(tmp_path: Path, backend: str) -> None:
             runs = [client.get_run(r) for r in run_ids]
         server.stop()
 
-        assert all(r["status"] == "succeeded" for r in runs), [r["error"] for r in runs if r["status"] != "succeeded"]
+        assert all(r["status"] == "succeeded" for r in runs), [
+            r["error"] for r in runs if r["status"] != "succeeded"
+        ]
         assert sorted(r["output"]["value"] for r in runs) == [i + 3 for i in range(RUNS)]
         starts: collections.Counter[int] = collections.Counter()
         dones: collections.Counter[int] = collections.Counter()

@@ -20,7 +20,7 @@ class Sink:
     def __init__(self) -> None:
         self.messages: list[Any] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 OK"
 
@@ -37,7 +37,9 @@ def smtp() -> Iterator[tuple[Sink, int]]:
 
 def test_email_task_survives_sigkill(tmp_path: Path, smtp: tuple[Sink, int]) -> None:
     sink, smtp_port = smtp
-    env = cli_env(tmp_path / "home", GPT2_AGENT_SMTP_PORT=str(smtp_port), GPT2_AGENT_SMTP_FROM="agent@example.com")
+    env = cli_env(
+        tmp_path / "home", GPT2_AGENT_SMTP_PORT=str(smtp_port), GPT2_AGENT_SMTP_FROM="agent@example.com"
+    )
     key = create_key(env, "submitter", "clerk")
     server = Server(env, tmp_path / "server.log")
     server.start()
@@ -79,9 +81,13 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     result = run_cli(env, "submit", "send_email", "--input", "{", "--api-key", "x", check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "not valid JSON" in result.stderr
-    result = run_cli(env, "status", "1", "--url", f"http://127.0.0.1:{free_port()}", "--api-key", "x", check=False)
+    result = run_cli(
+        env, "status", "1", "--url", f"http://127.0.0.1:{free_port()}", "--api-key", "x", check=False
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr and "cannot reach" in result.stderr
     result = run_cli(env, "keys", "create", "--role", "boss", "--name", "x", check=False)
-    assert result.returncode != 0 and "Traceback" not in result.stderr and "role must be one of" in result.stderr
+    assert (
+        result.returncode != 0 and "Traceback" not in result.stderr and "role must be one of" in result.stderr
+    )
     config = json.loads(run_cli({**env, "GPT2_AGENT_SMTP_PASSWORD": "hunter2"}, "config", "--json").stdout)
     assert config["smtp_password"] == "********" and config["executor"] == "local"

@@ -22,11 +22,16 @@ def test_evaluates(expr: str, value: object) -> None:
     assert evaluate(expr, SCOPE) == value
 
 
-@pytest.mark.parametrize("expr", ["__import__('os')", "input.n.__class__()", "lambda: 1", "[x for x in input]", "os.system"])
+@pytest.mark.parametrize(
+    "expr", ["__import__('os')", "input.n.__class__()", "lambda: 1", "[x for x in input]", "os.system"]
+)
 def test_refuses_unsafe(expr: str) -> None:
     with pytest.raises(ExpressionError):
         compile_expression(expr)
 
 
 def test_render_keeps_types_and_formats_text() -> None:
-    assert render({"n": "${{ input.n }}", "msg": "order ${{ input.name }}!"}, SCOPE) == {"n": 3, "msg": "order x!"}
+    assert render({"n": "${{ input.n }}", "msg": "order ${{ input.name }}!"}, SCOPE) == {
+        "n": 3,
+        "msg": "order x!",
+    }

@@ -10,8 +10,8 @@ from pydantic import BaseModel
 
 from gpt2_agent.engine.core import Engine
 from gpt2_agent.engine.errors import Conflict, InvalidInput, UnknownTaskType
-from gpt2_agent.engine.handlers import RetryPolicy, TaskContext, TaskType
 from gpt2_agent.engine.executors.local import LocalExecutor
+from gpt2_agent.engine.handlers import RetryPolicy, TaskContext, TaskType
 from tests.engine.conftest import wait_for
 
 
@@ -70,9 +70,7 @@ def test_timeout_is_enforced_and_retried(engine: Engine, executor: LocalExecutor
         ctx.cancelled.wait(5)
         return Out(ok=True)
 
-    engine.handlers.register(
-        TaskType("slow", In, Out, slow, retry=RetryPolicy(2, 0.01), timeout_seconds=0.3)
-    )
+    engine.handlers.register(TaskType("slow", In, Out, slow, retry=RetryPolicy(2, 0.01), timeout_seconds=0.3))
     sub = engine.submit_task("slow", {})
     wait_for(lambda: engine.get_task(sub.id).status == "failed", timeout=20)
     task = engine.get_task(sub.id)

@@ -21,7 +21,11 @@ def test_three_steps_map_outputs_to_inputs(engine: Engine, executor: LocalExecut
     assert run.output == {"value": 4}
     tasks = sorted(engine.list_tasks(run_id=sub.id).items, key=lambda t: t.id)
     assert [t.step_name for t in tasks] == ["one", "two", "three"]
-    assert [t.idempotency_key for t in tasks] == [f"run:{sub.id}:one", f"run:{sub.id}:two", f"run:{sub.id}:three"]
+    assert [t.idempotency_key for t in tasks] == [
+        f"run:{sub.id}:one",
+        f"run:{sub.id}:two",
+        f"run:{sub.id}:three",
+    ]
 
 
 def test_condition_false_skips_the_approval(engine: Engine, executor: LocalExecutor) -> None:
@@ -71,7 +75,10 @@ def test_two_concurrent_decisions_exactly_one_wins(engine: Engine) -> None:
         except Conflict:
             outcomes.append("conflict")
 
-    threads = [threading.Thread(target=decide, args=("bob", True)), threading.Thread(target=decide, args=("carol", False))]
+    threads = [
+        threading.Thread(target=decide, args=("bob", True)),
+        threading.Thread(target=decide, args=("carol", False)),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -118,7 +125,9 @@ def test_cancel_run_cancels_open_step(engine: Engine) -> None:
         ("name: w\n  bad: [\n", None, "yaml"),
     ],
 )
-def test_invalid_workflow_files_name_file_line_field(tmp_path: Path, text: str, line: int | None, field: str) -> None:
+def test_invalid_workflow_files_name_file_line_field(
+    tmp_path: Path, text: str, line: int | None, field: str
+) -> None:
     path = tmp_path / "wf.yaml"
     path.write_text(text)
     with pytest.raises(WorkflowDefinitionError) as info:

@@ -44,7 +44,8 @@ def create_key(db: Database, *, name: str, role: str) -> tuple[ApiKey, str]:
         role = Role(role)
     except ValueError:
         raise InvalidInput(
-            f"role must be one of {', '.join(r.value for r in Role)}", [{"field": "role", "message": "invalid"}]
+            f"role must be one of {', '.join(r.value for r in Role)}",
+            [{"field": "role", "message": "invalid"}],
         ) from None
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     with db.write_session() as session:

@@ -18,7 +18,9 @@ class BodyLimitMiddleware:
     ``upload_prefixes`` get the (larger) upload limit.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, upload_max_bytes: int, upload_prefixes: tuple[str, ...]):
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, upload_max_bytes: int, upload_prefixes: tuple[str, ...]
+    ):
         self.app = app
         self.max_bytes = max_bytes
         self.upload_max_bytes = upload_max_bytes

@@ -15,9 +15,7 @@ from gpt2_agent.client import Client
 console = Console()
 err_console = Console(stderr=True)
 
-UrlOpt = Annotated[
-    str, typer.Option("--url", envvar="GPT2_AGENT_URL", help="Server URL for remote commands")
-]
+UrlOpt = Annotated[str, typer.Option("--url", envvar="GPT2_AGENT_URL", help="Server URL for remote commands")]
 KeyOpt = Annotated[
     str | None, typer.Option("--api-key", envvar="GPT2_AGENT_API_KEY", help="API key for remote commands")
 ]

@@ -51,11 +51,10 @@ def _mount_optional() -> None:
             continue
         app.add_typer(sub.app, name=name)
     try:
-        from gpt2_agent.cli import ml
-
-        ml.register(app)
+        ml = importlib.import_module("gpt2_agent.cli.ml")
     except ImportError:
-        pass
+        return
+    ml.register(app)
 
 
 # --- local commands ------------------------------------------------------------------------
@@ -65,7 +64,9 @@ def _mount_optional() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,
     port: Annotated[int | None, typer.Option(help="Port")] = None,
-    no_executor: Annotated[bool, typer.Option("--no-executor", help="API only; workers run elsewhere")] = False,
+    no_executor: Annotated[
+        bool, typer.Option("--no-executor", help="API only; workers run elsewhere")
+    ] = False,
 ) -> None:
     """Run the API server (and the local executor) on the configured database."""
     import uvicorn
@@ -122,8 +123,15 @@ def keys_list(as_json: JsonOpt = False) -> None:
     from gpt2_agent.api.keys import list_keys
 
     rows = list_keys(_local_db())
-    data = [
-        {"id": r.id, "name": r.name, "role": r.role, "prefix": r.prefix, "active": r.active, "created_at": r.created_at}
+    data: list[dict[str, Any]] = [
+        {
+            "id": r.id,
+            "name": r.name,
+            "role": r.role,
+            "prefix": r.prefix,
+            "active": r.active,
+            "created_at": r.created_at,
+        }
         for r in rows
     ]
     if as_json:
@@ -131,7 +139,14 @@ def keys_list(as_json: JsonOpt = False) -> None:
         return
     table = Table("id", "name", "role", "prefix", "active", "created")
     for d in data:
-        table.add_row(str(d["id"]), d["name"], d["role"], d["prefix"], "yes" if d["active"] else "revoked", str(d["created_at"]))
+        table.add_row(
+            str(d["id"]),
+            d["name"],
+            d["role"],
+            d["prefix"],
+            "yes" if d["active"] else "revoked",
+            str(d["created_at"]),
+        )
     console.print(table)
 
 
@@ -152,7 +167,16 @@ def keys_revoke(key_id: int, as_json: JsonOpt = False) -> None:
 
 def _task_table(task: dict[str, Any]) -> Table:
     table = Table(show_header=False, title=f"task {task['id']}")
-    for key in ("type", "status", "attempt", "run_id", "step_name", "submitted_by", "created_at", "finished_at"):
+    for key in (
+        "type",
+        "status",
+        "attempt",
+        "run_id",
+        "step_name",
+        "submitted_by",
+        "created_at",
+        "finished_at",
+    ):
         table.add_row(key, str(task.get(key)))
     if task.get("output") is not None:
         table.add_row("output", str(task["output"]))
@@ -213,7 +237,9 @@ def status(
 def runs_start(
     workflow: str,
     input_: Annotated[str, typer.Option("--input", help="JSON object or @file.json")] = "{}",
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until it finishes or waits for approval")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait until it finishes or waits for approval")
+    ] = False,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 120.0,
     url: UrlOpt = DEFAULT_URL,
@@ -230,7 +256,9 @@ def runs_start(
 
 
 @runs_app.command("show")
-def runs_show(run_id: int, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+def runs_show(
+    run_id: int, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None, as_json: JsonOpt = False
+) -> None:
     """Show a run and its steps."""
     with client(url, api_key) as c:
         run = c.get_run(run_id)
@@ -261,9 +289,22 @@ def _print_run(run: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(run)
         return
-    table = Table("step", "type", "status", "attempt", "output / error", title=f"run {run['id']} ({run['workflow']}): {run['status']}")
+    table = Table(
+        "step",
+        "type",
+        "status",
+        "attempt",
+        "output / error",
+        title=f"run {run['id']} ({run['workflow']}): {run['status']}",
+    )
     for t in run.get("tasks", []):
-        table.add_row(t["step_name"] or "", t["type"], t["status"], str(t["attempt"]), str(t["error"] or t["output"] or ""))
+        table.add_row(
+            t["step_name"] or "",
+            t["type"],
+            t["status"],
+            str(t["attempt"]),
+            str(t["error"] or t["output"] or ""),
+        )
     console.print(table)
     if run.get("error"):
         console.print(f"[red]{run['error']}[/]")
@@ -282,9 +323,13 @@ def approvals_list(
     if as_json:
         print_json(page)
         return
-    table = Table("id", "run", "step", "title", "submitted by", "status", title=f"approvals ({page['total']})")
+    table = Table(
+        "id", "run", "step", "title", "submitted by", "status", title=f"approvals ({page['total']})"
+    )
     for a in page["items"]:
-        table.add_row(str(a["id"]), str(a["run_id"]), a["step_name"], a["title"], str(a["submitted_by"]), a["status"])
+        table.add_row(
+            str(a["id"]), str(a["run_id"]), a["step_name"], a["title"], str(a["submitted_by"]), a["status"]
+        )
     console.print(table)
 
 

@@ -1,9 +1,9 @@
 """A typed client for the ``/api/v1`` routes (used by the CLI's remote commands).
 
-    >>> from gpt2_agent.client import Client
-    >>> with Client("http://127.0.0.1:8000", api_key="g2a_...") as c:
-    ...     task = c.submit_task("send_email", {"to": ["a@example.com"], "subject": "hi", "body": "hello"})
-    ...     c.wait_task(task["id"])["status"]
+>>> from gpt2_agent.client import Client
+>>> with Client("http://127.0.0.1:8000", api_key="g2a_...") as c:
+...     task = c.submit_task("send_email", {"to": ["a@example.com"], "subject": "hi", "body": "hello"})
+...     c.wait_task(task["id"])["status"]
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ class Client:
 
     # --- tasks --------------------------------------------------------------------------------
 
-    def submit_task(self, type_: str, input_: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+    def submit_task(
+        self, type_: str, input_: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         """Submit a task; with ``idempotency_key`` a retry returns the original task."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         result: dict[str, Any] = self._request(
@@ -158,7 +160,9 @@ class Client:
     def decide(self, approval_id: int, decision: str, comment: str | None = None) -> dict[str, Any]:
         """``decision`` is ``approve`` or ``reject``."""
         result: dict[str, Any] = self._request(
-            "POST", f"/api/v1/approvals/{approval_id}/decision", json={"decision": decision, "comment": comment}
+            "POST",
+            f"/api/v1/approvals/{approval_id}/decision",
+            json={"decision": decision, "comment": comment},
         )
         return result
 

@@ -155,7 +155,7 @@ class Engine:
         errors = check_input(defn, input_)
         if errors:
             detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-            raise InvalidInput(f"invalid input for workflow {workflow!r}: {detail}", list(errors))
+            raise InvalidInput(f"invalid input for workflow {workflow!r}: {detail}", errors)
         body_hash = idempotency.request_hash({"workflow": workflow, "input": input_})
         if idempotency_key is not None:
             idempotency.check_key(idempotency_key)
@@ -173,7 +173,9 @@ class Engine:
             )
             session.add(run)
             session.flush()
-            events.record(session, actor=submitted_by, to_state=RunState.QUEUED, run_id=run.id, reason="started")
+            events.record(
+                session, actor=submitted_by, to_state=RunState.QUEUED, run_id=run.id, reason="started"
+            )
             queued.extend(runs.advance(session, run, self.handlers, actor=submitted_by))
             return run.id
 
@@ -222,7 +224,7 @@ class Engine:
         if limit <= 0:
             return []
         now = utcnow()
-        stmt: Select[tuple[Task]] = (
+        stmt: Select[Task] = (
             select(Task)
             .where(Task.status == TaskState.QUEUED, Task.run_at <= now)
             .order_by(Task.id)
@@ -269,7 +271,11 @@ class Engine:
             if run is not None and run.status == RunState.QUEUED:
                 run.status = RunState.RUNNING
                 events.record(
-                    session, actor=worker, from_state=RunState.QUEUED, to_state=RunState.RUNNING, run_id=run.id
+                    session,
+                    actor=worker,
+                    from_state=RunState.QUEUED,
+                    to_state=RunState.RUNNING,
+                    run_id=run.id,
                 )
         self._count(task.type, TaskState.RUNNING)
         return Claim(
@@ -312,7 +318,9 @@ class Engine:
             result = session.execute(
                 update(Task)
                 .where(self._fence(claim))
-                .values(status=TaskState.SUCCEEDED, output=output, finished_at=now, lease_owner=None, error=None)
+                .values(
+                    status=TaskState.SUCCEEDED, output=output, finished_at=now, lease_owner=None, error=None
+                )
                 .execution_options(synchronize_session=False)
             )
             if getattr(result, "rowcount", 0) != 1:
@@ -350,7 +358,9 @@ class Engine:
             task = session.scalars(select(Task).where(self._fence(claim))).first()
             if task is None:
                 return None
-            new_state = self._fail_task(session, task, error, retryable=retryable, actor=claim.worker, now=now)
+            new_state = self._fail_task(
+                session, task, error, retryable=retryable, actor=claim.worker, now=now
+            )
         self._observe(claim, "failed" if new_state == TaskState.FAILED else "retry", now)
         self._count(claim.type, new_state)
         return new_state
@@ -404,7 +414,13 @@ class Engine:
         if task.run_id is not None:
             run = session.get(WorkflowRun, task.run_id)
             if run is not None and run.status not in TERMINAL_RUN_STATES:
-                runs.finish(session, run, RunState.FAILED, actor=actor, reason=f"step {task.step_name!r} failed: {error}")
+                runs.finish(
+                    session,
+                    run,
+                    RunState.FAILED,
+                    actor=actor,
+                    reason=f"step {task.step_name!r} failed: {error}",
+                )
         return TaskState.FAILED
 
     def heartbeat(self, claims: Sequence[Claim]) -> set[int]:
@@ -432,7 +448,10 @@ class Engine:
         report = SweepReport()
         expired = or_(
             Task.lease_until < now,
-            and_(Task.lease_until.is_(None), Task.started_at < now - dt.timedelta(seconds=self.settings.lease_seconds)),
+            and_(
+                Task.lease_until.is_(None),
+                Task.started_at < now - dt.timedelta(seconds=self.settings.lease_seconds),
+            ),
             Task.deadline_at < now,
         )
         stmt = select(Task).where(Task.status == TaskState.RUNNING, expired).order_by(Task.id).limit(500)
@@ -508,7 +527,12 @@ class Engine:
             run = session.get(WorkflowRun, approval.run_id)
             task = session.get(Task, approval.task_id)
             assert run is not None and task is not None
-            output = {"approved": approve, "decided_by": by, "comment": comment, "decided_at": now.isoformat()}
+            output = {
+                "approved": approve,
+                "decided_by": by,
+                "comment": comment,
+                "decided_at": now.isoformat(),
+            }
             task.status = TaskState.SUCCEEDED
             task.output = output
             task.finished_at = now
@@ -538,7 +562,11 @@ class Engine:
                 queued = runs.advance(session, run, self.handlers, actor=by)
             else:
                 runs.finish(
-                    session, run, RunState.REJECTED, actor=by, reason=f"rejected at step {approval.step_name!r}"
+                    session,
+                    run,
+                    RunState.REJECTED,
+                    actor=by,
+                    reason=f"rejected at step {approval.step_name!r}",
                 )
         self._notify(queued)
         return approval
@@ -574,11 +602,15 @@ class Engine:
         with self.db.session() as session:
             total = session.scalar(select(func.count()).select_from(Task).where(*conds)) or 0
             items = list(
-                session.scalars(select(Task).where(*conds).order_by(Task.id.desc()).limit(limit).offset(offset))
+                session.scalars(
+                    select(Task).where(*conds).order_by(Task.id.desc()).limit(limit).offset(offset)
+                )
             )
         return Page(items, total)
 
-    def task_events(self, *, task_id: int | None = None, run_id: int | None = None, after_id: int = 0) -> list[TaskEvent]:
+    def task_events(
+        self, *, task_id: int | None = None, run_id: int | None = None, after_id: int = 0
+    ) -> list[TaskEvent]:
         conds = [TaskEvent.id > after_id]
         if task_id is not None:
             conds.append(TaskEvent.task_id == task_id)
@@ -614,7 +646,11 @@ class Engine:
             total = session.scalar(select(func.count()).select_from(WorkflowRun).where(*conds)) or 0
             items = list(
                 session.scalars(
-                    select(WorkflowRun).where(*conds).order_by(WorkflowRun.id.desc()).limit(limit).offset(offset)
+                    select(WorkflowRun)
+                    .where(*conds)
+                    .order_by(WorkflowRun.id.desc())
+                    .limit(limit)
+                    .offset(offset)
                 )
             )
         return Page(items, total)
@@ -631,14 +667,18 @@ class Engine:
         with self.db.session() as session:
             total = session.scalar(select(func.count()).select_from(Approval).where(*conds)) or 0
             items = list(
-                session.scalars(select(Approval).where(*conds).order_by(Approval.id).limit(limit).offset(offset))
+                session.scalars(
+                    select(Approval).where(*conds).order_by(Approval.id).limit(limit).offset(offset)
+                )
             )
         return Page(items, total)
 
     def state_counts(self) -> list[tuple[str, str, int]]:
         """(type, state, count) for every task type and state present."""
         with self.db.session() as session:
-            rows = session.execute(select(Task.type, Task.status, func.count()).group_by(Task.type, Task.status))
+            rows = session.execute(
+                select(Task.type, Task.status, func.count()).group_by(Task.type, Task.status)
+            )
             return [(t, s, int(n)) for t, s, n in rows]
 
     # --- metrics -----------------------------------------------------------------------------

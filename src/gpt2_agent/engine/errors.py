@@ -1,18 +1,20 @@
 """The engine's exception tree. Foreign errors (SQLAlchemy, Celery) are translated at the boundary.
 
-    EngineError
-    ├── UnknownTaskType        (a task type nobody registered)
-    ├── InvalidInput           (input failed the handler's pydantic model)
-    ├── NotFound               (task, run or approval id)
-    ├── Conflict               (idempotency mismatch, decision already taken, illegal transition)
-    ├── Forbidden              (four eyes, ownership)
-    ├── WorkflowDefinitionError (YAML that does not validate; names file, line, field)
-    └── TaskError              (raised by handlers)
-        ├── RetryableError     (retry per the type's policy)
-        └── PermanentError     (fail now, no retry)
+EngineError
+├── UnknownTaskType        (a task type nobody registered)
+├── InvalidInput           (input failed the handler's pydantic model)
+├── NotFound               (task, run or approval id)
+├── Conflict               (idempotency mismatch, decision already taken, illegal transition)
+├── Forbidden              (four eyes, ownership)
+├── WorkflowDefinitionError (YAML that does not validate; names file, line, field)
+└── TaskError              (raised by handlers)
+    ├── RetryableError     (retry per the type's policy)
+    └── PermanentError     (fail now, no retry)
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 
 class EngineError(Exception):
@@ -27,9 +29,9 @@ class UnknownTaskType(EngineError):
 
 
 class InvalidInput(EngineError):
-    def __init__(self, message: str, errors: list[dict[str, object]] | None = None) -> None:
+    def __init__(self, message: str, errors: Sequence[Mapping[str, object]] | None = None) -> None:
         super().__init__(message)
-        self.errors = errors or []
+        self.errors: list[Mapping[str, object]] = list(errors or [])
 
 
 class NotFound(EngineError):

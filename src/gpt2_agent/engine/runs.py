@@ -51,7 +51,9 @@ def scope(run: WorkflowRun) -> dict[str, Any]:
     }
 
 
-def record_step_output(run: WorkflowRun, step: str, output: dict[str, Any] | None, skipped: bool = False) -> None:
+def record_step_output(
+    run: WorkflowRun, step: str, output: dict[str, Any] | None, skipped: bool = False
+) -> None:
     # Reassign (not mutate) so SQLAlchemy sees the JSON change.
     context = dict(run.context or {})
     context[step] = {"output": output, "skipped": skipped}
@@ -95,7 +97,12 @@ def advance(session: Session, run: WorkflowRun, handlers: HandlerRegistry, *, ac
 
 
 def _queue_step(
-    session: Session, run: WorkflowRun, step: StepDef, index: int, handlers: HandlerRegistry, actor: str | None
+    session: Session,
+    run: WorkflowRun,
+    step: StepDef,
+    index: int,
+    handlers: HandlerRegistry,
+    actor: str | None,
 ) -> int:
     assert step.uses is not None
     task_type = handlers.get(step.uses)
@@ -131,7 +138,9 @@ def _queue_step(
     return task.id
 
 
-def _park_on_approval(session: Session, run: WorkflowRun, step: StepDef, index: int, actor: str | None) -> None:
+def _park_on_approval(
+    session: Session, run: WorkflowRun, step: StepDef, index: int, actor: str | None
+) -> None:
     s = scope(run)
     title = str(render(step.title, s)) if step.title else f"{run.workflow} #{run.id}: {step.name}"
     context = render(step.context, s) if step.context else {"steps": run.context, "input": run.input}

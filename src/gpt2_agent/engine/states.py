@@ -36,9 +36,7 @@ class ApprovalState(StrEnum):
 
 
 TERMINAL_TASK_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
-TERMINAL_RUN_STATES = frozenset(
-    {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.REJECTED}
-)
+TERMINAL_RUN_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.REJECTED})
 
 TASK_TRANSITIONS: dict[TaskState | None, frozenset[TaskState]] = {
     None: frozenset({TaskState.QUEUED, TaskState.WAITING_APPROVAL, TaskState.RUNNING}),

@@ -180,12 +180,10 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str,
     mapping: dict[str, Any] = {}
     lines: dict[str, int] = {}
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=True)
         if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        mapping[key] = loader.construct_object(value_node, deep=True)  # type: ignore[no-untyped-call]
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        mapping[key] = loader.construct_object(value_node, deep=True)
         lines[str(key)] = key_node.start_mark.line + 1
     mapping["__lines__"] = lines
     mapping["__line__"] = node.start_mark.line + 1
@@ -224,7 +222,7 @@ def _line_of(raw: Any, loc: tuple[Any, ...]) -> int | None:
 def parse_workflow(text: str, source: str = "<string>") -> WorkflowDef:
     """Parse and validate workflow YAML; errors name the file, line and field."""
     try:
-        raw = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+        raw = yaml.load(text, Loader=_LineLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -273,7 +271,9 @@ class WorkflowRegistry:
         try:
             return self._defs[name]
         except KeyError:
-            raise NotFound(f"unknown workflow {name!r}; known: {', '.join(sorted(self._defs)) or '(none)'}") from None
+            raise NotFound(
+                f"unknown workflow {name!r}; known: {', '.join(sorted(self._defs)) or '(none)'}"
+            ) from None
 
     def names(self) -> list[str]:
         return sorted(self._defs)

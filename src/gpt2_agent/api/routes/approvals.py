@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from gpt2_agent.api.deps import Id, ApproverDep, EngineDep, PageDep
+from gpt2_agent.api.deps import ApproverDep, EngineDep, Id, PageDep
 from gpt2_agent.api.schemas import ApprovalOut, DecisionIn, PageOut
 from gpt2_agent.store.engine_tables import Approval
 
@@ -41,4 +41,6 @@ def read_approval(approval_id: Id, engine: EngineDep, _: ApproverDep) -> Approva
 )
 def decide(approval_id: Id, body: DecisionIn, engine: EngineDep, principal: ApproverDep) -> Approval:
     """Approve or reject. The run's submitter cannot decide; a second decision gets 409."""
-    return engine.decide(approval_id, approve=body.decision == "approve", by=principal.name, comment=body.comment)
+    return engine.decide(
+        approval_id, approve=body.decision == "approve", by=principal.name, comment=body.comment
+    )

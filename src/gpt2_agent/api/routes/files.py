@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, HTTPException, Request, UploadFile, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from gpt2_agent.actions.storage import FileService, TooLarge
-from gpt2_agent.api.deps import Id, PrincipalDep
+from gpt2_agent.api.deps import Id, Principal, PrincipalDep
 from gpt2_agent.api.schemas import FileOut
-from gpt2_agent.api.deps import Principal
 from gpt2_agent.store.engine_tables import StoredFile
 
 router = APIRouter(prefix="/files", tags=["files"])
@@ -68,13 +68,13 @@ def download_file(file_id: Id, request: Request, principal: PrincipalDep) -> Str
                 yield chunk
 
     safe = row.original_name.encode("ascii", "ignore").decode().replace('"', "") or "download"
-    from urllib.parse import quote
-
     return StreamingResponse(
         chunks(),  # type: ignore[arg-type]
         media_type="application/octet-stream",
         headers={
-            "Content-Disposition": f"attachment; filename=\"{safe}\"; filename*=UTF-8''{quote(row.original_name)}",
+            "Content-Disposition": (
+                f"attachment; filename=\"{safe}\"; filename*=UTF-8''{quote(row.original_name)}"
+            ),
             "X-Content-Type-Options": "nosniff",
             "Content-Length": str(row.size),
         },

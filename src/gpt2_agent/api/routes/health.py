@@ -26,7 +26,9 @@ def readyz(db: DbDep) -> JSONResponse:
         with db.session() as session:
             session.execute(text("SELECT 1"))
     except Exception as exc:
-        return JSONResponse({"status": "unavailable", "checks": {"database": str(exc)[:200]}}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "checks": {"database": str(exc)[:200]}}, status_code=503
+        )
     return JSONResponse({"status": "ok", "checks": {"database": "ok"}})
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 
 from gpt2_agent.api import keys
-from gpt2_agent.api.deps import Id, AdminDep, DbDep
+from gpt2_agent.api.deps import AdminDep, DbDep, Id
 from gpt2_agent.api.schemas import KeyCreate, KeyCreated, KeyOut
 from gpt2_agent.store.engine_tables import ApiKey
 

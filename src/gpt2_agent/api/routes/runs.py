@@ -8,9 +8,18 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Resp
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
-from gpt2_agent.api.deps import Id, EngineDep, PageDep, Principal, PrincipalDep
+from gpt2_agent.api.deps import EngineDep, Id, PageDep, Principal, PrincipalDep
 from gpt2_agent.api.events import event_stream, wants_json
-from gpt2_agent.api.schemas import EventOut, PageOut, RunCreate, RunDetail, RunOut, RunStatus, TaskOut, WorkflowOut
+from gpt2_agent.api.schemas import (
+    EventOut,
+    PageOut,
+    RunCreate,
+    RunDetail,
+    RunOut,
+    RunStatus,
+    TaskOut,
+    WorkflowOut,
+)
 from gpt2_agent.engine.core import Engine
 from gpt2_agent.store.engine_tables import WorkflowRun
 
@@ -60,7 +69,9 @@ def start_run(
     key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
 ) -> dict[str, Any]:
     """Start a run of a workflow. Replaying an Idempotency-Key returns the original run with 200."""
-    result = engine.start_run(name, body.input, submitted_by=principal.name, idempotency_key=key, scope=principal.name)
+    result = engine.start_run(
+        name, body.input, submitted_by=principal.name, idempotency_key=key, scope=principal.name
+    )
     if not result.created:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
@@ -78,7 +89,9 @@ def list_runs(
     """List runs, newest first (submitters see their own)."""
     limit, offset = page
     mine = None if principal.sees_everything else principal.name
-    result = engine.list_runs(status=status_, workflow=workflow, submitted_by=mine, limit=limit, offset=offset)
+    result = engine.list_runs(
+        status=status_, workflow=workflow, submitted_by=mine, limit=limit, offset=offset
+    )
     return {"items": result.items, "total": result.total, "limit": limit, "offset": offset}
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, 
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
-from gpt2_agent.api.deps import Id, EngineDep, PageDep, Principal, PrincipalDep
+from gpt2_agent.api.deps import EngineDep, Id, PageDep, Principal, PrincipalDep
 from gpt2_agent.api.events import event_stream, wants_json
 from gpt2_agent.api.schemas import EventOut, PageOut, TaskCreate, TaskOut, TaskStatus
 from gpt2_agent.engine.core import Engine
@@ -32,7 +32,11 @@ def visible_task(engine: Engine, task_id: Id, principal: Principal) -> Task:
 
 @router.post("", status_code=201, response_model=TaskOut, responses={200: {"model": TaskOut}})
 def create_task(
-    body: TaskCreate, engine: EngineDep, principal: PrincipalDep, response: Response, key: IdempotencyHeader = None
+    body: TaskCreate,
+    engine: EngineDep,
+    principal: PrincipalDep,
+    response: Response,
+    key: IdempotencyHeader = None,
 ) -> Task:
     """Submit a task. Replaying an Idempotency-Key returns the original task with 200."""
     result = engine.submit_task(

@@ -53,7 +53,7 @@ def load_executor(name: str, engine: Engine, *, queues: Sequence[str] | None = N
         return LocalExecutor(engine, queues=queues)
     if name == "celery":
         try:
-            from gpt2_agent.engine.executors.celery import CeleryExecutor  # type: ignore[import-not-found]
+            from gpt2_agent.engine.executors.celery import CeleryExecutor
         except ImportError as exc:
             raise UnknownExecutor(f"the celery executor is not available: {exc}") from None
         executor: Executor = CeleryExecutor(engine, queues=queues)

@@ -24,7 +24,9 @@ class LocalExecutor(Executor):
     name = "local"
     is_local = True
 
-    def __init__(self, engine: Engine, *, queues: Sequence[str] | None = None, concurrency: int | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, queues: Sequence[str] | None = None, concurrency: int | None = None
+    ) -> None:
         super().__init__(engine, queues=queues)
         self.concurrency = concurrency or engine.settings.executor_concurrency
         self.worker = worker_id("local:")
