@@ -102,6 +102,7 @@ class Session:
     name: str
     role: str
     issued_at: float
+    key_id: int | None = None
 
     def at_least(self, role: str) -> bool:
         """Whether the role is ``role`` or above (submitter < approver < admin)."""
@@ -119,9 +120,9 @@ class Sessions:
         self._session = Signer(secret, purpose="session")
         self._csrf = Signer(secret, purpose="csrf")
 
-    def encode(self, *, key: str, name: str, role: str) -> str:
+    def encode(self, *, key: str, name: str, role: str, key_id: int | None = None) -> str:
         """A new session cookie value."""
-        return self._session.dumps({"k": key, "n": name, "r": role, "t": int(time.time())})
+        return self._session.dumps({"k": key, "n": name, "r": role, "i": key_id, "t": int(time.time())})
 
     def decode(self, token: str | None) -> Session | None:
         """The session, or None when absent, tampered with or expired."""
@@ -129,8 +130,13 @@ class Sessions:
         if value is None:
             return None
         try:
+            key_id = value.get("i")
             session = Session(
-                key=str(value["k"]), name=str(value["n"]), role=str(value["r"]), issued_at=float(value["t"])
+                key=str(value["k"]),
+                name=str(value["n"]),
+                role=str(value["r"]),
+                issued_at=float(value["t"]),
+                key_id=int(key_id) if key_id is not None else None,
             )
         except (KeyError, TypeError, ValueError):
             return None

@@ -50,7 +50,7 @@ async def login(request: Request, form: FormDep) -> Response:
     secure = request.url.scheme == "https"
     response.set_cookie(
         SESSION_COOKIE,
-        sessions.encode(key=key, name=str(me["name"]), role=str(me["role"])),
+        sessions.encode(key=key, name=str(me["name"]), role=str(me["role"]), key_id=me.get("key_id")),
         max_age=sessions.max_age,
         httponly=True,
         samesite="strict",

@@ -60,6 +60,23 @@ async def create_key(request: Request, session: AdminDep, api: ApiDep, form: For
 async def revoke_key(
     request: Request, key_id: int, session: AdminDep, api: ApiDep, form: FormDep
 ) -> Response:
-    """Revoke a key; it stops working at once (a user revoking their own key is signed out)."""
-    await api.delete(f"/keys/{key_id}")
+    """Revoke a key; it stops working at once (the API refuses to revoke the key making the call)."""
+    try:
+        await api.delete(f"/keys/{key_id}")
+    except SignedOut:
+        raise
+    except ApiError as exc:
+        if exc.status_code != 409:
+            raise
+        keys = await api.get("/keys")
+        return render(
+            request,
+            "keys.html",
+            keys=keys,
+            roles=ROLES,
+            created=None,
+            errors={"revoke": "keys.error.own"},
+            values={},
+            revoked=0,
+        )
     return redirect(f"/keys?revoked={key_id}")

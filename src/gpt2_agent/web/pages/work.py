@@ -102,8 +102,9 @@ async def _run_view(api: Api, run_id: int) -> dict[str, Any]:
 @router.get("/tasks/{task_id}", include_in_schema=False)
 async def task_page(request: Request, task_id: int, session: SessionDep, api: ApiDep) -> Response:
     """One task: summary, input and output, and its live timeline."""
-    view = await _task_view(api, task_id)
+    # Events first: the state read after them is at least as new, and later events arrive by stream.
     events = await api.get(f"/tasks/{task_id}/events")
+    view = await _task_view(api, task_id)
     return render(
         request, "task.html", **view, events=events, last_event=max((e["id"] for e in events), default=0)
     )
@@ -118,8 +119,8 @@ async def task_summary(request: Request, task_id: int, session: SessionDep, api:
 @router.get("/runs/{run_id}", include_in_schema=False)
 async def run_page(request: Request, run_id: int, session: SessionDep, api: ApiDep) -> Response:
     """One run: summary, steps, input and output, linked files and mails, and its live timeline."""
+    events = await api.get(f"/runs/{run_id}/events")  # before the state, as for tasks
     view = await _run_view(api, run_id)
-    events = await api.get(f"/runs/{run_id}/events")
     return render(
         request, "run.html", **view, events=events, last_event=max((e["id"] for e in events), default=0)
     )
