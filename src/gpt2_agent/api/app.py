@@ -22,7 +22,7 @@ from gpt2_agent.config import Settings, load_settings
 from gpt2_agent.engine.core import Engine
 from gpt2_agent.engine.executors import Executor, load_executor
 from gpt2_agent.engine.metrics import EngineMetrics
-from gpt2_agent.store import Database, create_database, upgrade
+from gpt2_agent.store import Database, open_database, upgrade
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ API_PREFIX = "/api/v1"
 
 def build_engine(settings: Settings, db: Database | None = None) -> tuple[Engine, CollectorRegistry]:
     """The engine with every shipped action, workflow and plugin registered (no HTTP involved)."""
-    db = db or create_database(settings.database_url)
+    db = db or open_database(settings)
     upgrade(db)
     registry = CollectorRegistry()
     metrics = EngineMetrics(registry)

@@ -93,11 +93,9 @@ def show_config(as_json: JsonOpt = False) -> None:
 
 
 def _local_db() -> Any:
-    from gpt2_agent.store import create_database, upgrade
+    from gpt2_agent.store import open_database
 
-    db = create_database(load_settings().database_url)
-    upgrade(db)
-    return db
+    return open_database(load_settings())
 
 
 @keys_app.command("create")

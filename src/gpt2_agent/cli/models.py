@@ -28,12 +28,10 @@ ByOpt = Annotated[str | None, typer.Option("--by", help="Who does this (default:
 
 def open_registry() -> Registry:
     """The registry of the configured settings and database (migrated to the latest schema)."""
-    from gpt2_agent.store import create_database, upgrade
+    from gpt2_agent.store import open_database
 
     settings = load_settings()
-    db = create_database(settings.database_url)
-    upgrade(db)
-    return Registry(settings, db)
+    return Registry(settings, open_database(settings))
 
 
 @contextlib.contextmanager

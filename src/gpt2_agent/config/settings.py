@@ -29,6 +29,9 @@ class Settings(BaseSettings):
 
     home: Path = Path("./.gpt2-agent")
     database_url: str = ""
+    # NORMAL: a killed process loses nothing; a power loss may roll back the last commits
+    # (re-run at least once; idempotency keys guard side effects). FULL adds an fsync per commit.
+    sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "NORMAL"
     executor: Literal["local", "celery"] = "local"
     executor_concurrency: int = Field(default=8, ge=1, le=512)
     broker_url: str = "redis://127.0.0.1:6379/0"

@@ -77,6 +77,9 @@ class LeaseKeeper:
                 ctx.cancelled.set()
                 self.engine.fail(claim, f"timed out at {claim.deadline_at.isoformat()}", retryable=True)
         lost = self.engine.heartbeat([c for c, ctx in items if not ctx.cancelled.is_set()])
+        with self._lock:
+            # A claim that finished meanwhile is no longer running in the database: not lost.
+            lost &= set(self._inflight)
         for claim, ctx in items:
             if claim.task_id in lost:
                 log.warning("lost lease on task %s; stopping it", claim.task_id)

@@ -7,6 +7,7 @@ same transaction that completed the previous step, a crash can never leave a run
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import select
@@ -28,9 +29,21 @@ from gpt2_agent.store.base import utcnow
 from gpt2_agent.store.engine_tables import Approval, Task, WorkflowRun
 
 
+_DEFINITIONS: dict[str, WorkflowDef] = {}
+
+
 def definition(run: WorkflowRun) -> WorkflowDef:
-    """The run's own snapshot of its workflow (edits to the file do not affect running runs)."""
-    return WorkflowDef.model_validate(run.definition)
+    """The run's own snapshot of its workflow (edits to the file do not affect running runs).
+
+    Parsed snapshots are cached by their canonical JSON: validating one costs more than a step.
+    """
+    key = json.dumps(run.definition, sort_keys=True)
+    cached = _DEFINITIONS.get(key)
+    if cached is None:
+        if len(_DEFINITIONS) > 256:
+            _DEFINITIONS.clear()
+        cached = _DEFINITIONS[key] = WorkflowDef.model_validate(run.definition)
+    return cached
 
 
 def step_def(run: WorkflowRun, name: str | None) -> StepDef | None:

@@ -10,6 +10,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from gpt2_agent.config import Settings
+
 
 class Database:
     """An engine plus a session factory. ``is_sqlite`` tells the engine which claim strategy to use."""
@@ -43,10 +45,14 @@ class Database:
         self.engine.dispose()
 
 
-def create_database(url: str, *, schema: str | None = None, echo: bool = False) -> Database:
+def create_database(
+    url: str, *, schema: str | None = None, echo: bool = False, sqlite_synchronous: str = "NORMAL"
+) -> Database:
     """Create a :class:`Database` for ``url``.
 
-    SQLite gets WAL, ``synchronous=FULL``, a busy timeout and foreign keys. PostgreSQL may be
+    SQLite gets WAL, a busy timeout and foreign keys, and ``synchronous`` as configured: with
+    ``NORMAL`` (the default) a killed process loses nothing but a power loss or OS crash may roll
+    back the last commits; ``FULL`` survives power loss at the cost of an fsync per commit. PostgreSQL may be
     pinned to a ``schema`` (used by tests so concurrent runs cannot collide).
     """
     parsed = make_url(url)
@@ -59,7 +65,9 @@ def create_database(url: str, *, schema: str | None = None, echo: bool = False) 
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         # pysqlite's own transaction handling would defeat BEGIN IMMEDIATE; manage it ourselves.
         engine = create_engine(url, **kwargs)
-        _configure_sqlite(engine)
+        if sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"sqlite synchronous must be NORMAL, FULL or EXTRA, not {sqlite_synchronous!r}")
+        _configure_sqlite(engine, sqlite_synchronous.upper())
     else:
         if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
             url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
@@ -71,13 +79,13 @@ def create_database(url: str, *, schema: str | None = None, echo: bool = False) 
     return Database(engine)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # autocommit at driver level; SQLAlchemy emits BEGIN
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
@@ -86,3 +94,13 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get("sqlite_immediate")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def open_database(settings: Settings, *, migrate: bool = True) -> Database:
+    """The configured database, migrated to the latest schema unless ``migrate`` is False."""
+    from gpt2_agent.store.migrate import upgrade
+
+    db = create_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    if migrate:
+        upgrade(db)
+    return db
