@@ -17,11 +17,12 @@ from gpt2_agent.actions.storage import FileService, Storage
 from gpt2_agent.api import errors
 from gpt2_agent.api.middleware import BodyLimitMiddleware, JsonNulMiddleware
 from gpt2_agent.api.plugins import load_plugins
-from gpt2_agent.api.routes import approvals, files, health, keys, me, runs, tasks
+from gpt2_agent.api.routes import approvals, files, health, keys, me, models, runs, tasks
 from gpt2_agent.config import Settings, load_settings
 from gpt2_agent.engine.core import Engine
 from gpt2_agent.engine.executors import Executor, load_executor
 from gpt2_agent.engine.metrics import EngineMetrics
+from gpt2_agent.registry import Registry
 from gpt2_agent.store import Database, open_database, upgrade
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,10 @@ def create_app(settings: Settings | None = None, *, start_executor: bool = True)
     app.state.db = engine.db
     app.state.metrics_registry = metrics_registry
     app.state.files = FileService(engine.db, Storage(settings.storage_path), settings)
+    app.state.registry = Registry(settings, engine.db)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (tasks, runs, approvals, files, keys, me):
+    for module in (tasks, runs, approvals, files, keys, me, models):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

@@ -18,6 +18,8 @@ from gpt2_agent.engine.errors import (
     UnknownTaskType,
     WorkflowDefinitionError,
 )
+from gpt2_agent.registry.errors import ChecksumMismatch, PromotionRefused, RegistryError
+from gpt2_agent.registry.errors import NotFound as RegistryNotFound
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,18 @@ def install(app: FastAPI) -> None:
             errors.append({"field": ".".join(loc), "message": str(err.get("msg", "invalid"))})
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]) or "invalid request"
         return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+
+    @app.exception_handler(RegistryError)
+    async def registry_error(_: Request, exc: RegistryError) -> JSONResponse:
+        code = 422
+        if isinstance(exc, RegistryNotFound):
+            code = 404
+        elif isinstance(exc, PromotionRefused):
+            code = 409
+        elif isinstance(exc, ChecksumMismatch):
+            log.error("registry integrity: %s", exc)
+            code = 500
+        return JSONResponse({"detail": str(exc), "errors": []}, status_code=code)
 
     @app.exception_handler(OperationalError)
     async def db_unavailable(_: Request, exc: OperationalError) -> JSONResponse:

@@ -162,3 +162,66 @@ class FileOut(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelOut(BaseModel):
+    name: str
+    task: str
+    description: str
+    metric: str
+    generation: int
+    latest_version: int | None
+    version_count: int
+    aliases: dict[str, int]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class VersionOut(BaseModel):
+    name: str
+    version: int
+    status: str
+    metrics: dict[str, Any]
+    lineage: dict[str, Any]
+    eval_set_hash: str | None
+    files: dict[str, str]
+    size_bytes: int
+    created_by: str
+    created_at: dt.datetime
+    aliases: list[str]
+
+
+class AliasChangeOut(BaseModel):
+    name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    who: str
+    at: dt.datetime
+    reason: str
+
+
+class ModelDetail(ModelOut):
+    versions: list[VersionOut]
+    history: list[AliasChangeOut]
+
+
+class PromoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alias: str = Field(default="production", min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]*$")
+    force: bool = False
+    reason: str = Field(default="", max_length=1000)
+
+
+class PromotionOut(BaseModel):
+    name: str
+    alias: str
+    version: int
+    previous_version: int | None
+    metric: str
+    value: float | None
+    previous_value: float | None
+    forced: bool
+    changed: bool
+    reason: str
