@@ -33,6 +33,19 @@ CHROMIUM_ARGS = [
 ]
 
 
+def register_tiny_model(registry: Any, folder: Path, name: str = "order-audit") -> None:
+    """Two versions of a tiny classifier (v2 better by ROC-AUC), v1 holding ``production``."""
+    from tests.registry.conftest import tiny_model, tiny_tokenizer
+
+    for seed, auc in ((0, 0.81), (1, 0.93)):
+        out = folder / f"{name}-{seed}"
+        tiny_model(seed).save_pretrained(out)
+        tiny_tokenizer().save_pretrained(out)
+        metrics = {"roc_auc": auc, "accuracy": auc - 0.05, "loss": 1 - auc}
+        registry.register(out, name, metrics=metrics, eval_set_hash="e" * 64, created_by="trainer")
+    registry.promote(name, 1, by="ada", reason="first model")
+
+
 def require_chromium() -> None:
     """Skip without chromium, unless CI is set: then its absence is a failure."""
     if CHROMIUM.exists():
@@ -53,7 +66,9 @@ class Server:
 
     def api(self, who: str) -> httpx.Client:
         """An HTTP client for the API as ``who``."""
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.keys[who]}"}, timeout=10)
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.keys[who]}"}, timeout=10
+        )
 
 
 USERS = {"ada": "admin", "abe": "approver", "bea": "approver", "sam": "submitter", "sue": "submitter"}
@@ -76,6 +91,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     app = create_app(settings)
     keys = {name: create_key(app.state.db, name=name, role=role)[1] for name, role in USERS.items()}
+    register_tiny_model(app.state.registry, home / "outputs")
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
     )

@@ -39,7 +39,9 @@ def wait_run(server: Server, run_id: int, status: str) -> None:
     raise AssertionError(f"run {run_id} did not reach {status}")
 
 
-def test_sign_in_wrong_key_then_back_to_the_page_asked_for(open_tab: Callable[..., Tab], server: Server) -> None:
+def test_sign_in_wrong_key_then_back_to_the_page_asked_for(
+    open_tab: Callable[..., Tab], server: Server
+) -> None:
     tab = open_tab(None)
     tab.goto(server, "/runs")
     assert re.search(r"/login\?next=/runs$", tab.page.url)
@@ -238,6 +240,29 @@ def test_keys_create_shown_once_and_revoke(open_tab: Callable[..., Tab], server:
     assert admin.unexpected_errors() == [] and carol.unexpected_errors() == []
 
 
+def test_models_download_a_bundle_and_promote(
+    open_tab: Callable[..., Tab], server: Server, tmp_path: Path
+) -> None:
+    tab = open_tab("ada")
+    tab.goto(server, "/models")
+    page = tab.page
+    page.get_by_role("link", name="order-audit").click()
+    page.wait_for_url(server.url + "/models/order-audit")
+    assert page.locator("thead th").nth(2).inner_text() == "roc_auc"  # the promotion metric leads
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Download bundle of v2").click()
+    download = info.value
+    assert download.suggested_filename == "order-audit-2.tar.gz"
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    assert saved.read_bytes()[:2] == b"\x1f\x8b"
+    page.get_by_role("button", name="Promote v2 to production").click()
+    page.locator(".flash.ok").wait_for()
+    assert "roc_auc 0.93 beats 0.81" in page.locator(".flash.ok").inner_text()
+    assert page.get_by_role("button", name="Promote v2 to production").count() == 0
+    assert tab.unexpected_errors() == []
+
+
 PAGES = [
     "/login",
     "/",
@@ -252,6 +277,7 @@ PAGES = [
     "/chat",
     "/training",
     "/models",
+    "/models/order-audit",
     "/keys",
     "/no-such-page",
 ]

@@ -77,6 +77,11 @@ class Api:
         response = await self.request("DELETE", path)
         return response.json() if response.content else None
 
+    async def has_route(self, path: str) -> bool:
+        """Whether the server has a route at ``path`` (probed with OPTIONS: 405 there, 404 when absent)."""
+        response = await self.http.request("OPTIONS", path)
+        return not (response.status_code == 404 and _error(response).route_missing)
+
     async def gather(self, *calls: Any) -> list[Any]:
         """Run several calls at once; each result is the value or the :class:`ApiError` it raised."""
         results = await asyncio.gather(*calls, return_exceptions=True)

@@ -21,6 +21,8 @@ router = APIRouter(route_class=WebRoute)
 
 ORDER_NO_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 FULFILLMENT = "order-fulfillment"
+# The seed-compatible route lives outside /api/v1.
+AUDIT_URL = "http://web.internal/order/audit"
 MAX_MESSAGE = 2000
 
 
@@ -39,10 +41,16 @@ def _links(reply: dict[str, Any]) -> list[dict[str, str]]:
 
 
 @router.get("/chat", include_in_schema=False)
-async def chat_page(request: Request, session: SessionDep) -> Response:
+async def chat_page(request: Request, session: SessionDep, api: ApiDep) -> Response:
     """The conversation page (a new conversation each visit)."""
+    unavailable = not await api.has_route("/chat")
     return render(
-        request, "chat.html", conversation=secrets.token_hex(8), exchanges=[], unavailable=False, error=None
+        request,
+        "chat.html",
+        conversation=secrets.token_hex(8),
+        exchanges=[],
+        unavailable=unavailable,
+        error=None,
     )
 
 
@@ -98,9 +106,10 @@ async def chat(request: Request, session: SessionDep, api: ApiDep, form: FormDep
 
 
 @router.get("/audit", include_in_schema=False)
-async def audit_page(request: Request, session: SessionDep) -> Response:
+async def audit_page(request: Request, session: SessionDep, api: ApiDep) -> Response:
     """The order-audit page: 订单号 → recommendation → 执行."""
-    return render(request, "audit.html", result=None, order_no="", error=None)
+    result = None if await api.has_route(AUDIT_URL) else {"unavailable": True}
+    return render(request, "audit.html", result=result, order_no="", error=None)
 
 
 @router.post("/audit", include_in_schema=False)
@@ -114,7 +123,7 @@ async def audit(request: Request, session: SessionDep, api: ApiDep, form: FormDe
     elif not ORDER_NO_RE.match(order_no):
         error = "audit.error.malformed"
     else:
-        response = await api.http.post("http://web.internal/order/audit", json={"orderNo": order_no})
+        response = await api.http.post(AUDIT_URL, json={"orderNo": order_no})
         try:
             body = response.json()
         except ValueError:

@@ -24,14 +24,18 @@ def _items(result: Any) -> list[dict[str, Any]]:
     return list(result or [])
 
 
-def metric_columns(versions: list[dict[str, Any]]) -> list[str]:
-    """Numeric metric names present in any version (sorted), for the side-by-side table."""
+def metric_columns(versions: list[dict[str, Any]], first: str | None = None) -> list[str]:
+    """Numeric metric names present in any version, the promotion metric first, for the side-by-side table."""
     names: set[str] = set()
     for version in versions:
         for key, value in (version.get("metrics") or {}).items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 names.add(key)
-    return sorted(names)
+    ordered = sorted(names)
+    if first in names:
+        ordered.remove(first)
+        ordered.insert(0, first)
+    return ordered
 
 
 @router.get("/models", include_in_schema=False)
@@ -46,39 +50,32 @@ async def models_page(request: Request, session: SessionDep, api: ApiDep) -> Res
     return render(request, "models.html", unavailable=False, models=models)
 
 
+async def _model_view(api: Any, name: str) -> dict[str, Any]:
+    model = await api.get(f"/models/{quote(name, safe='')}")
+    versions = sorted(model.get("versions") or [], key=lambda v: int(v.get("version", 0)), reverse=True)
+    history = sorted(model.get("history") or [], key=lambda h: str(h.get("at", "")), reverse=True)
+    return {
+        "model": model,
+        "versions": versions,
+        "columns": metric_columns(versions, model.get("metric")),
+        "history": history,
+    }
+
+
 @router.get("/models/{name}", include_in_schema=False)
 async def model_page(
-    request: Request, name: str, session: SessionDep, api: ApiDep, promoted: str = ""
+    request: Request, name: str, session: SessionDep, api: ApiDep, note: str = ""
 ) -> Response:
     """One model: every version with its metrics side by side, aliases and their history."""
-    quoted = quote(name, safe="")
     try:
-        versions = _items(await api.get(f"/models/{quoted}/versions"))
+        view = await _model_view(api, name)
     except ApiError as exc:
         if exc.route_missing:
             return render(
-                request, "model.html", unavailable=True, name=name, versions=[], columns=[], history=[]
+                request, "model.html", unavailable=True, name=name, model={}, versions=[], columns=[]
             )
         raise
-    history: list[dict[str, Any]] = []
-    try:
-        history = _items(await api.get(f"/models/{quoted}/aliases/history"))
-    except SignedOut:
-        raise
-    except ApiError:
-        history = []  # optional route; the page works without it
-    versions.sort(key=lambda v: int(v.get("version", 0)), reverse=True)
-    return render(
-        request,
-        "model.html",
-        unavailable=False,
-        name=name,
-        versions=versions,
-        columns=metric_columns(versions),
-        history=history,
-        promoted=promoted,
-        error=None,
-    )
+    return render(request, "model.html", unavailable=False, name=name, note=note[:500], error=None, **view)
 
 
 @router.post("/models/{name}/versions/{version}/promote", include_in_schema=False)
@@ -90,26 +87,16 @@ async def promote(
     body = {"alias": alias, "force": form.get("force") == "on", "reason": form.get("reason", "").strip()}
     quoted = quote(name, safe="")
     try:
-        await api.post(f"/models/{quoted}/versions/{version}/promote", body)
+        result = await api.post(f"/models/{quoted}/versions/{version}/promote", body)
     except SignedOut:
         raise
     except ApiError as exc:
         if exc.status_code not in (409, 422):
             raise
-        versions = _items(await api.get(f"/models/{quoted}/versions"))
-        versions.sort(key=lambda v: int(v.get("version", 0)), reverse=True)
-        return render(
-            request,
-            "model.html",
-            unavailable=False,
-            name=name,
-            versions=versions,
-            columns=metric_columns(versions),
-            history=[],
-            promoted="",
-            error=exc.detail,
-        )
-    return redirect(f"/models/{quoted}?promoted={version}")
+        view = await _model_view(api, name)
+        return render(request, "model.html", unavailable=False, name=name, note="", error=exc.detail, **view)
+    note = f"{result.get('alias', alias)} → v{result.get('version', version)}: {result.get('reason', '')}"
+    return redirect(f"/models/{quoted}?note={quote(note)}")
 
 
 @router.get("/models/{name}/versions/{version}/download", include_in_schema=False)

@@ -55,8 +55,8 @@
             ],
             series: [
               { label: throughput.dataset.labelTime, value: function (u, t) { return t == null ? "" : timeFormat.format(new Date(t * 1000)); } },
-              { label: throughput.dataset.labelSucceeded, stroke: GOOD, width: 2, fill: GOOD + "22" },
-              { label: throughput.dataset.labelFailed, stroke: BAD, width: 2 },
+              { label: throughput.dataset.labelSucceeded, stroke: GOOD, width: 2, fill: GOOD + "22", points: { show: false } },
+              { label: throughput.dataset.labelFailed, stroke: BAD, width: 2, points: { show: false } },
             ],
           }, rows);
         } else {
