@@ -34,6 +34,10 @@
     if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
     var tag = (event.target && event.target.tagName) || "";
     if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || event.target.isContentEditable) return;
+    // Single-key shortcuts only while the inbox (or nothing in particular) has focus, so they never
+    // steal keys from the navigation or from assistive technology elsewhere (WCAG 2.1.4).
+    var active = document.activeElement;
+    if (active && active !== document.body && active.id !== "main" && !list.contains(active)) return;
     var all = items();
     if (!all.length) return;
     var key = event.key.toLowerCase();
