@@ -35,6 +35,17 @@ class Settings(BaseSettings):
     executor: Literal["local", "celery"] = "local"
     executor_concurrency: int = Field(default=8, ge=1, le=512)
     broker_url: str = "redis://127.0.0.1:6379/0"
+    # Celery transport. Queue names get this prefix so several installations can share a broker.
+    broker_queue_prefix: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9_.:-]*$")
+    # Route task types to named queues (e.g. {"train.model": "training"}); overrides the queue a
+    # type registered with. Workers consume queues (``gpt2-agent worker --queues training``).
+    task_queues: dict[str, str] = Field(default_factory=dict)
+    # Each process re-publishes queued, due tasks that no message was sent for (broker was down,
+    # retry backoff ended) every ``dispatch_interval_seconds``; a task still queued
+    # ``dispatch_republish_seconds`` after its message was sent is published again (lost message).
+    dispatch_interval_seconds: float = Field(default=2.0, gt=0)
+    dispatch_republish_seconds: float = Field(default=120.0, gt=0)
+    worker_max_tasks_per_child: int = Field(default=1000, ge=1)
     plugins: list[str] = Field(default_factory=list)
     workflows_dir: Path | None = None
 

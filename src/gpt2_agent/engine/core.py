@@ -77,6 +77,7 @@ class Engine:
         self.db = db
         self.settings = settings
         self.handlers = handlers or HandlerRegistry()
+        self.handlers.route(settings.task_queues)
         self.workflows = workflows or WorkflowRegistry()
         self.metrics = metrics
         self._queued_listeners: list[Callable[[list[int]], None]] = []

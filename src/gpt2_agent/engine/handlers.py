@@ -6,9 +6,10 @@ with a pydantic input model, an output model and a function ``fn(ctx, input) -> 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -91,12 +92,25 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._types: dict[str, TaskType[Any, Any]] = {}
+        self._routes: dict[str, str] = {}
 
     def register(self, task_type: TaskType[Any, Any]) -> None:
         """Add a task type; registering a name twice is a programming error."""
         if task_type.name in self._types:
             raise ValueError(f"task type {task_type.name!r} is already registered")
+        if task_type.name in self._routes:
+            task_type = dataclasses.replace(task_type, queue=self._routes[task_type.name])
         self._types[task_type.name] = task_type
+
+    def route(self, routes: Mapping[str, str]) -> None:
+        """Send task types to named queues (configuration wins over the queue a type registered with).
+
+        Applies to types registered before and after this call; unknown names are kept for later.
+        """
+        self._routes.update(routes)
+        for name, queue in routes.items():
+            if name in self._types:
+                self._types[name] = dataclasses.replace(self._types[name], queue=queue)
 
     def get(self, name: str) -> TaskType[Any, Any]:
         try:

@@ -1,6 +1,7 @@
 """Imports every part's table module so ``Base.metadata`` is complete (for Alembic and tests)."""
 
 from gpt2_agent.store import (
+    dispatch_tables,  # noqa: F401
     engine_tables,  # noqa: F401
     registry_tables,  # noqa: F401
 )
