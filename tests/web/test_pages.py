@@ -249,6 +249,7 @@ def test_security_headers_and_error_pages(app: FastAPI, keys: dict[str, str]) ->
     missing = client.get("/no/such/page", headers=HTML)
     assert missing.status_code == 404 and "未找到" in missing.text
     assert client.get("/runs/999999", headers=HTML).status_code == 404
+    assert "未找到" in client.get("/logout", headers=HTML).text  # a form's address typed into the bar
     # The API keeps answering in JSON.
     api = client.get("/api/v1/nope", headers={"accept": "application/json"})
     assert api.status_code == 404 and api.json() == {"detail": "Not Found"}

@@ -46,7 +46,7 @@ def _html_not_found(app: FastAPI) -> None:
 
     async def handler(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        if exc.status_code == 404 and wants_html(request):
+        if exc.status_code in (404, 405) and wants_html(request):
             return error_page(request, 404, "error.not_found.title", "error.not_found.body")
         if previous is not None:
             result = previous(request, exc)
