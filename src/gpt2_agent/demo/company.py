@@ -108,9 +108,9 @@ def _address(rng: np.random.Generator, city_idx: int) -> str:
 
 
 def _customers(n: int, rng: np.random.Generator, as_of_s: int) -> dict[str, Any]:
-    risky = rng.random(n) < 0.12
-    recent = rng.random(n) < np.where(risky, 0.6, 0.12)
-    age = np.where(recent, rng.uniform(1, 120, n), rng.uniform(120, 4 * 365, n)) * _DAY
+    risky = rng.random(n) < 0.10
+    recent = rng.random(n) < np.where(risky, 0.7, 0.3)
+    age = np.where(recent, rng.uniform(1, 60, n), rng.uniform(60, 4 * 365, n)) * _DAY
     signup = (as_of_s - age).astype(np.int64)
     names, emails, cities, addresses = [], [], [], []
     for i in range(n):
@@ -301,10 +301,10 @@ def build_company(
     cust, t = cust[chrono], t[chrono]
     risky = cu["risky"][cust]
     base = np.exp(cu["log_spend"][cust] + ro.normal(0.0, 0.35, n))
-    spike = ro.random(n) < np.where(risky, 0.30, 0.12)
+    spike = ro.random(n) < np.where(risky, 0.35, 0.15)
     amount = base * np.where(spike, np.exp(ro.uniform(0.9, 2.5, n)), 1.0)
     amount_cents = np.maximum(np.round(amount * 100.0), 500).astype(np.int64)
-    mismatch = ro.random(n) < np.where(risky, 0.35, 0.06)
+    mismatch = ro.random(n) < np.where(risky, 0.35, 0.15)
     use_secondary = (ro.random(n) < 0.15) & (cards["secondary"][cust] >= 0)
     card = np.where(use_secondary, cards["secondary"][cust], cards["primary"][cust])
     channel_idx = ro.choice(len(texts.CHANNELS), n, p=np.asarray(texts.CHANNEL_WEIGHTS))
@@ -315,11 +315,11 @@ def build_company(
 
     flags = {
         "plain": draw(0.25, 0.15),
-        "forwarding": draw(0.02, 0.25),
+        "forwarding": draw(0.15, 0.30),
         "forwarding_lookalike": draw(0.03, 0.03),
-        "resale": draw(0.015, 0.15),
+        "resale": draw(0.02, 0.15),
         "resale_lookalike": draw(0.02, 0.02),
-        "urgency": draw(0.04, 0.30),
+        "urgency": draw(0.18, 0.35),
         "urgency_lookalike": draw(0.04, 0.04),
     }
     # A note cannot both ask for something and say the opposite.

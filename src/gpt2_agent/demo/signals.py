@@ -33,15 +33,17 @@ class SignalWeights:
     The terms are defined in :func:`risk_logit`; see the table in :mod:`gpt2_agent.demo.warehouse`.
     """
 
-    bias: float = -5.0
-    amount_ratio: float = 3.5
-    new_account: float = 1.5
-    address_mismatch: float = 2.5
-    velocity: float = 2.0
-    forwarding: float = 7.0
-    resale: float = 7.0
-    urgency: float = 0.5
-    urgency_new_account: float = 6.0
+    bias: float = -4.5
+    amount_ratio: float = 1.8
+    new_account: float = 0.5
+    address_mismatch: float = 0.5
+    mismatch_on_new_account: float = 4.5
+    velocity: float = 0.8
+    forwarding: float = 0.5
+    forwarding_on_large_amount: float = 4.5
+    resale: float = 5.0
+    urgency: float = 0.0
+    urgency_on_new_account: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -125,19 +127,24 @@ def risk_logit(
     """Log-odds that a reviewer rejects each order (before label noise)."""
     w = weights or SignalWeights()
     ratio_term = np.clip(np.log2(np.maximum(features.amount_ratio, 1e-9)) - 1.0, 0.0, 3.0)
+    large = (features.amount_ratio > 2.0).astype(np.float64)
     velocity_term = np.clip(features.velocity_24h - 2, 0, 3).astype(np.float64)
     new = features.new_account.astype(np.float64)
-    urg = urgency.astype(np.float64)
-    return (
+    mismatch = features.address_mismatch.astype(np.float64)
+    fwd, urg = forwarding.astype(np.float64), urgency.astype(np.float64)
+    return np.asarray(
         w.bias
         + w.amount_ratio * ratio_term
         + w.new_account * new
-        + w.address_mismatch * features.address_mismatch
+        + w.address_mismatch * mismatch
+        + w.mismatch_on_new_account * mismatch * new
         + w.velocity * velocity_term
-        + w.forwarding * forwarding
+        + w.forwarding * fwd
+        + w.forwarding_on_large_amount * fwd * large
         + w.resale * resale
         + w.urgency * urg
-        + w.urgency_new_account * urg * new
+        + w.urgency_on_new_account * urg * new,
+        dtype=np.float64,
     )
 
 

@@ -54,7 +54,7 @@ LABEL_NAMES: dict[int, str] = {REJECT: "reject", APPROVE: "approve"}
 
 DEFAULT_AUDIT_TEMPLATE = (
     "{amount} {currency} | {channel} | 历史 {prior_orders} 单 均额 {prior_mean} | 倍数 {amount_ratio} | "
-    "账龄 {account_age_days} 天 | 地址{address_match} | 24h {velocity_24h} 单 | "
+    "账龄 {account_age_days} 天 新账户 {new_account} | 地址{address_match} | 24h {velocity_24h} 单 | "
     "商品: {item_names} | 备注: {notes}"
 )
 """Compact (about 45 tokens) and without the order number, which is an arbitrary identifier."""
