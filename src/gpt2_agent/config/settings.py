@@ -7,6 +7,7 @@ named by ``GPT2_AGENT_CONFIG_FILE`` (or passed to :func:`load_settings`), defaul
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,6 +74,17 @@ class Settings(BaseSettings):
     # Models and data.
     models_dir: Path | None = None
     warehouse_url: str = ""
+
+    # Orders. The payment gateway is "sandbox" (the warehouse's accounts and cards) or
+    # "package.module:factory", a callable taking the settings and returning a PaymentGateway.
+    payment_gateway: str = "sandbox"
+    # Automation gate: auto-approve at probability >= min and amount <= max amount, auto-reject at
+    # probability <= max, escalate to a person otherwise. Overrides per workflow name, e.g.
+    # {"order-fulfillment": {"auto_approve_max_amount": "200.00"}}.
+    gate_auto_approve_min_probability: float = Field(default=0.95, ge=0.0, le=1.0)
+    gate_auto_reject_max_probability: float = Field(default=0.05, ge=0.0, le=1.0)
+    gate_auto_approve_max_amount: Decimal = Field(default=Decimal("500.00"), ge=0, allow_inf_nan=False)
+    gate_workflow_overrides: dict[str, dict[str, Decimal]] = Field(default_factory=dict)
 
     # HTTP server.
     host: str = "127.0.0.1"
