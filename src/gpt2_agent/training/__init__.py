@@ -54,4 +54,23 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ConfigError",
+    "DatasetError",
+    "Example",
+    "FitResult",
+    "HPOResult",
+    "Span",
+    "TrainResult",
+    "Trainer",
+    "TrainerConfig",
+    "TrainingConfig",
+    "TrainingError",
+    "evaluate_model",
+    "load_config",
+    "load_tokenizer",
+    "run_hpo",
+    "train_from_config",
+    "train_tokenizer",
+    "write_shards",
+]
