@@ -92,3 +92,30 @@ def test_cancel_run(client: TestClient, keys: Keys) -> None:
     )
     assert client.post(f"/api/v1/runs/{run_id}/cancel", headers=keys.h("submitter")).status_code == 409
     assert client.get("/api/v1/approvals?status=cancelled", headers=keys.h("approver")).json()["total"] == 1
+
+
+def test_retry_a_failed_run_resumes_at_the_failed_step(client: TestClient, keys: Keys) -> None:
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    from gpt2_agent.engine.workflows import parse_workflow
+
+    engine.workflows.register(
+        parse_workflow(
+            "name: flaky-once\nsteps:\n  - {name: a, uses: sample.step}\n"
+            "  - {name: b, uses: sample.step, with: {fail_times: 3}}\n"
+        )
+    )
+    run_id = client.post("/api/v1/workflows/flaky-once/runs", json={}, headers=keys.h("submitter")).json()[
+        "id"
+    ]
+    failed = wait_run(client, keys, run_id, "failed")
+    assert client.post(f"/api/v1/runs/{run_id}/retry", headers=keys.h("submitter2")).status_code == 404
+    retried = client.post(f"/api/v1/runs/{run_id}/retry", headers=keys.h("submitter"))
+    assert retried.status_code == 200, retried.text
+    done = wait_run(client, keys, run_id, "succeeded")
+    step_b = next(t for t in done["tasks"] if t["step_name"] == "b")  # type: ignore[union-attr, attr-defined]
+    assert step_b["attempt"] == 4 and failed["error"]
+    assert client.post(f"/api/v1/runs/{run_id}/retry", headers=keys.h("submitter")).status_code == 409
+    stats = client.get("/api/v1/stats", headers=keys.h("approver")).json()
+    assert stats["runs"]["succeeded"] == 1 and len(stats["throughput"]) == 60
+    assert sum(p["succeeded"] for p in stats["throughput"]) >= 2
+    assert client.get("/api/v1/stats", headers=keys.h("submitter")).status_code == 403

@@ -17,7 +17,7 @@ from gpt2_agent.actions.storage import FileService, Storage
 from gpt2_agent.api import errors
 from gpt2_agent.api.middleware import BodyLimitMiddleware, JsonNulMiddleware
 from gpt2_agent.api.plugins import load_plugins
-from gpt2_agent.api.routes import approvals, files, health, keys, me, models, runs, tasks
+from gpt2_agent.api.routes import approvals, files, health, keys, me, models, runs, stats, tasks
 from gpt2_agent.config import Settings, load_settings
 from gpt2_agent.engine.core import Engine
 from gpt2_agent.engine.executors import Executor, load_executor
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, *, start_executor: bool = True)
     app.state.registry = Registry(settings, engine.db)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (tasks, runs, approvals, files, keys, me, models):
+    for module in (tasks, runs, approvals, files, keys, me, models, stats):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

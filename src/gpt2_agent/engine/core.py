@@ -25,6 +25,7 @@ from gpt2_agent.engine.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gpt2_agent.engine.handlers import HandlerRegistry, RetryPolicy
 from gpt2_agent.engine.metrics import EngineMetrics
 from gpt2_agent.engine.states import (
+    APPROVAL_TASK_TYPE,
     TERMINAL_RUN_STATES,
     TERMINAL_TASK_STATES,
     ApprovalState,
@@ -501,6 +502,80 @@ class Engine:
                 raise Conflict(f"run {run_id} is already {run.status}")
             runs.cancel(session, run, actor=by)
             return run
+
+    def retry(self, task_id: int, *, by: str | None) -> Task:
+        """Give a failed or cancelled task one more attempt; a failed run resumes at that step."""
+        with self.db.write_session() as session:
+            task = session.get(Task, task_id, with_for_update=not self.db.is_sqlite)
+            if task is None:
+                raise NotFound(f"task {task_id} not found")
+            if task.status not in (TaskState.FAILED, TaskState.CANCELLED) or task.type == APPROVAL_TASK_TYPE:
+                raise Conflict(
+                    f"task {task_id} is {task.status}; only failed or cancelled tasks can be retried"
+                )
+            if task.run_id is not None:
+                run = session.get(WorkflowRun, task.run_id, with_for_update=not self.db.is_sqlite)
+                if run is None or run.status != RunState.FAILED:
+                    raise Conflict(f"task {task_id} belongs to run {task.run_id}, which is not failed")
+                previous = run.status
+                run.status = RunState.RUNNING
+                run.finished_at = None
+                run.error = None
+                events.record(
+                    session,
+                    actor=by,
+                    from_state=previous,
+                    to_state=RunState.RUNNING,
+                    run_id=run.id,
+                    reason=f"retry of step {task.step_name!r}",
+                )
+            previous_state = task.status
+            task.status = TaskState.QUEUED
+            task.max_attempts = task.attempt + 1
+            task.run_at = utcnow()
+            task.finished_at = None
+            events.record(
+                session,
+                actor=by,
+                from_state=previous_state,
+                to_state=TaskState.QUEUED,
+                task_id=task.id,
+                run_id=task.run_id,
+                reason="retry requested",
+            )
+        self._notify([task_id])
+        return task
+
+    def retry_run(self, run_id: int, *, by: str | None) -> WorkflowRun:
+        """Resume a failed run at its failed step."""
+        with self.db.session() as session:
+            run = session.get(WorkflowRun, run_id)
+            if run is None:
+                raise NotFound(f"run {run_id} not found")
+            failed = session.scalars(
+                select(Task.id)
+                .where(Task.run_id == run_id, Task.status == TaskState.FAILED)
+                .order_by(Task.id.desc())
+            ).first()
+        if run.status != RunState.FAILED or failed is None:
+            raise Conflict(f"run {run_id} is {run.status}; only a run that failed at a step can be retried")
+        self.retry(failed, by=by)
+        return self.get_run(run_id)
+
+    def throughput(self, since: dt.datetime) -> list[tuple[dt.datetime, str, int]]:
+        """(finished_at, status, 1) rows of tasks finished since ``since`` (bucketed by the caller)."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Task.finished_at, Task.status)
+                .where(Task.finished_at >= since)
+                .order_by(Task.finished_at)
+            )
+            return [(at, status, 1) for at, status in rows if at is not None]
+
+    def run_state_counts(self) -> dict[str, int]:
+        with self.db.session() as session:
+            rows = session.execute(select(WorkflowRun.status, func.count()).group_by(WorkflowRun.status))
+            return {status: int(n) for status, n in rows}
 
     def decide(self, approval_id: int, *, approve: bool, by: str, comment: str | None = None) -> Approval:
         """Record a person's decision. Exactly one of two concurrent decisions wins; the other gets

@@ -108,6 +108,13 @@ def cancel_run(run_id: Id, engine: EngineDep, principal: PrincipalDep) -> Workfl
     return engine.cancel_run(run_id, by=principal.name)
 
 
+@router.post("/runs/{run_id}/retry", response_model=RunDetail, responses={409: {"description": "not failed"}})
+def retry_run(run_id: Id, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Resume a failed run at the step that failed."""
+    visible_run(engine, run_id, principal)
+    return run_detail(engine, engine.retry_run(run_id, by=principal.name))
+
+
 @router.get(
     "/runs/{run_id}/events",
     response_model=list[EventOut],

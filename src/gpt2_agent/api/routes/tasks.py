@@ -80,6 +80,14 @@ def cancel_task(task_id: Id, engine: EngineDep, principal: PrincipalDep) -> Task
     return engine.get_task(task_id)
 
 
+@router.post("/{task_id}/retry", response_model=TaskOut, responses={409: {"description": "not retryable"}})
+def retry_task(task_id: Id, engine: EngineDep, principal: PrincipalDep) -> Task:
+    """Give a failed or cancelled task one more attempt (a failed run resumes at this step)."""
+    visible_task(engine, task_id, principal)
+    engine.retry(task_id, by=principal.name)
+    return engine.get_task(task_id)
+
+
 @router.get(
     "/{task_id}/events",
     response_model=list[EventOut],
