@@ -55,7 +55,7 @@ from gpt2_agent.training.evaluate import (
 )
 from gpt2_agent.training.shards import INDEX_FILE, BlockBatches, BlockStream, write_shards
 from gpt2_agent.training.tokenizer import load_tokenizer, train_tokenizer
-from gpt2_agent.training.trainer import CHECKPOINT_DIR, METRICS_FILE, FitResult, Trainer
+from gpt2_agent.training.trainer import CHECKPOINT_DIR, METRICS_FILE, FitResult, Trainer, TrainingCancelled
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def train_from_config(
         return result
     except BaseException as exc:
         if run_id is not None and db is not None:
-            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+            status = "cancelled" if isinstance(exc, (KeyboardInterrupt, TrainingCancelled)) else "failed"
             update_run(db, run_id, status=status, error=f"{type(exc).__name__}: {exc}")
         raise
     finally:

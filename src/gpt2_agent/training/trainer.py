@@ -54,6 +54,10 @@ class TrainingError(RuntimeError):
     """Training cannot start or continue (bad data, bad settings)."""
 
 
+class TrainingCancelled(Exception):
+    """Raised (by a callback, for example) to stop a run on purpose; the run counts as cancelled."""
+
+
 class TrainerConfig(BaseModel):
     """Optimisation settings; the ``[train]`` section of a training config."""
 
@@ -601,6 +605,7 @@ __all__ = [
     "LossFn",
     "Trainer",
     "TrainerConfig",
+    "TrainingCancelled",
     "TrainingError",
     "bf16_supported",
     "default_loss",
