@@ -44,6 +44,9 @@ def make_celery(settings: Settings, execute: ExecuteFn | None = None) -> Celery:
         # Unacknowledged messages come back after this long on Redis; a step running longer gets a
         # duplicate message, which finds the task already claimed and is dropped.
         transport.update(visibility_timeout=3600, socket_connect_timeout=3, socket_timeout=10)
+        if settings.broker_queue_prefix:
+            # Redis also keeps bookkeeping keys (unacked messages, bindings) outside the queues.
+            transport["global_keyprefix"] = settings.broker_queue_prefix
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -78,8 +81,8 @@ def make_celery(settings: Settings, execute: ExecuteFn | None = None) -> Celery:
         worker_redirect_stdouts=False,
     )
     if execute is not None:
-
-        @app.task(name=TASK_NAME, bind=False, acks_late=True, reject_on_worker_lost=True)
+        # shared=False: the task belongs to this app only (tests build several apps in one process).
+        @app.task(name=TASK_NAME, shared=False, acks_late=True, reject_on_worker_lost=True)
         def execute_task(payload: dict[str, Any]) -> str:
             return execute(payload)
 
