@@ -75,6 +75,8 @@ class TextEncoder:
 class ServedModel:
     """A loaded version. ``precision`` is ``fp32``, ``bf16`` (autocast) or ``int8`` (dynamic quantization).
 
+    ``filler_id`` pads rows on the right; it never influences a result (see the module docstring).
+
     ``model`` and ``encode`` are safe to use from several threads at once (inference only).
     ``info`` records how the precision was chosen (see :mod:`gpt2_agent.serving.precision`).
     """
@@ -85,7 +87,7 @@ class ServedModel:
     labels: tuple[str, ...]
     model: PreTrainedModel
     encode: TextEncoder
-    pad_id: int
+    filler_id: int
     path: Path
     precision: str = "fp32"
     info: dict[str, Any] = field(default_factory=dict)
@@ -117,7 +119,7 @@ class ServedModel:
         if self.task != SEQUENCE_CLASSIFICATION:
             raise ValueError(f"{self.ref} is a {self.task} model, not a sequence classifier")
         width = max(len(r) for r in rows)
-        ids = torch.tensor([[*r, *([self.pad_id] * (width - len(r)))] for r in rows], dtype=torch.long)
+        ids = torch.tensor([[*r, *([self.filler_id] * (width - len(r)))] for r in rows], dtype=torch.long)
         last = torch.tensor([len(r) - 1 for r in rows], dtype=torch.long)  # (B,)
         with torch.inference_mode(), self.autocast():
             backbone = getattr(self.model, "transformer", None)
@@ -152,7 +154,9 @@ def load_served_model(name: str, version: int, path: Path) -> ServedModel:
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
     max_length = int(getattr(model.config, "n_positions", 0) or tokenizer.model_max_length)
     encoder = TextEncoder(tokenizer, max_length)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else encoder.eos_id
+    # The filler after a row's last token is never attended to nor read, so any id works; one that
+    # is not the config's pad id keeps transformers from warning about a missing attention mask.
+    filler = 0 if model.config.pad_token_id != 0 else 1
     labels = _labels(path, model, task)
     logger.info("loaded %s:%s (%s, %d labels) from %s", name, version, task, len(labels), path)
     return ServedModel(
@@ -162,7 +166,7 @@ def load_served_model(name: str, version: int, path: Path) -> ServedModel:
         labels=labels,
         model=model,
         encode=encoder,
-        pad_id=int(pad),
+        filler_id=filler,
         path=path,
     )
 

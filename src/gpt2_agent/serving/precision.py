@@ -7,7 +7,8 @@ Faster arithmetic is only used where it keeps the model's answers:
   with ``W`` as (in, out)), which quantization does not know, so they are first rewritten as
   ``nn.Linear`` with the transposed weight. Quantization is used only if the accuracy on a
   labelled check sample drops by at most ``tolerance`` against fp32; without labelled data it is
-  refused, and the reason is logged.
+  refused, and the reason is logged. Activations are quantized per call over the whole batch, so
+  an int8 answer can shift slightly with the other texts it is batched with.
 - **bf16** (``dtype="auto"``): autocast (matmuls in bf16, layer norms and softmax in fp32) where
   the CPU computes bf16 natively, its argmax agrees with fp32 on at least ``min_agreement`` of the
   check sample, and it is measured faster than fp32 on this machine.
