@@ -2,7 +2,9 @@
 away from a process without touching the server itself.
 
 ``cut()`` closes every proxied connection and stops listening, so new connections are refused at
-once (a server that went away); ``restore()`` listens again on the same port.
+once (a server that went away); ``restore()`` listens again on the same port. Given several target
+ports it spreads connections over them in turn: a layer-4 round-robin balancer standing in for a
+reverse proxy in front of API replicas.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import threading
 
 
 class TcpProxy:
-    def __init__(self, target_port: int, *, target_host: str = "127.0.0.1", listen: bool = True) -> None:
-        self.target = (target_host, target_port)
+    def __init__(
+        self, target_port: int | list[int], *, target_host: str = "127.0.0.1", listen: bool = True
+    ) -> None:
+        ports = target_port if isinstance(target_port, list) else [target_port]
+        self.targets = [(target_host, port) for port in ports]
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
         self.port = int(probe.getsockname()[1])
@@ -23,6 +28,7 @@ class TcpProxy:
         self._conns: set[socket.socket] = set()
         self._server: socket.socket | None = None
         self.accepted = 0
+        self._turn = 0
         if listen:
             self.restore()
 
@@ -60,8 +66,10 @@ class TcpProxy:
                 client, _ = server.accept()
             except OSError:
                 return
+            target = self.targets[self._turn % len(self.targets)]
+            self._turn += 1
             try:
-                upstream = socket.create_connection(self.target, timeout=5)
+                upstream = socket.create_connection(target, timeout=5)
                 upstream.settimeout(None)
             except OSError:
                 client.close()
