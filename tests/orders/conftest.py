@@ -121,6 +121,17 @@ def smtp() -> Iterator[Smtp]:
         controller.stop()
 
 
+def task_row(db: Database, type_: str = "order_payment") -> int:
+    """A real ``tasks`` row, for calling a handler directly (ledger rows reference their task)."""
+    from gpt2_agent.store.engine_tables import Task
+
+    with db.session() as session:
+        task = Task(type=type_, status="running", input={}, idempotency_key="")
+        session.add(task)
+        session.flush()
+        return int(task.id)
+
+
 # --- the order environment -------------------------------------------------------------------------
 
 
@@ -267,4 +278,4 @@ def pick_orders(warehouse: Warehouse, *, n_escalate: int = 2) -> dict[str, str]:
     return picked
 
 
-__all__ = ["PG_URL", "OrderEnv", "Sink", "Smtp", "pick_orders", "register_audit_model"]
+__all__ = ["PG_URL", "OrderEnv", "Sink", "Smtp", "pick_orders", "register_audit_model", "task_row"]

@@ -362,7 +362,7 @@ def check_order_no(order_no: Any) -> str:
     """The order number if it is 1-12 digits; else :class:`InvalidInput` naming ``order_no``."""
     if isinstance(order_no, int) and not isinstance(order_no, bool) and order_no >= 0:
         order_no = str(order_no)
-    if not isinstance(order_no, str) or not _ORDER_NO.match(order_no.strip()):
+    if not isinstance(order_no, str) or not _ORDER_NO.fullmatch(order_no.strip()):
         message = "must be 1 to 12 digits"
         raise InvalidInput(f"invalid order_no: {message}", [{"field": "order_no", "message": message}])
     return order_no.strip()
