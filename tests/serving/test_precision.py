@@ -24,7 +24,7 @@ from transformers import GPT2ForSequenceClassification, PreTrainedTokenizerFast
 from gpt2_agent.config import Settings
 from gpt2_agent.registry import Registry
 from gpt2_agent.serving import EVAL_SAMPLE_FILE, CheckSample, ServingRuntime, to_linear
-from gpt2_agent.serving.precision import parse_sample
+from gpt2_agent.serving.precision import bf16_matmul_weights, parse_sample
 
 
 @pytest.fixture
@@ -76,6 +76,18 @@ def test_to_linear_matches_conv1d(tokenizer: PreTrainedTokenizerFast) -> None:
             converted(input_ids=ids, attention_mask=mask).logits,
         )
     assert torch.allclose(want, got, atol=1e-5)
+
+
+def test_bf16_weights_give_the_autocast_numbers(tokenizer: PreTrainedTokenizerFast) -> None:
+    model = tiny_classifier(tokenizer, seed=2)
+    cast = bf16_matmul_weights(model)
+    assert cast.transformer.h[0].attn.c_attn.weight.dtype == torch.bfloat16
+    assert cast.transformer.wte.weight.dtype == torch.float32 and model.score.weight.dtype == torch.float32
+    ids = torch.tensor([tokenizer("88.00 CNY | app | 商品: 台灯, 茶叶")["input_ids"]])
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = model.transformer(input_ids=ids).last_hidden_state
+        got = cast.transformer(input_ids=ids).last_hidden_state
+    assert torch.equal(want, got)
 
 
 def test_int8_accepted_within_tolerance_from_stored_sample(

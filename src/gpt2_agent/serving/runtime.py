@@ -58,7 +58,7 @@ class ServingRuntime:
     """Serve registered models to many threads at once. Share one per process.
 
     :param settings: ``serving_threads`` (torch threads; 0 = every usable CPU) and
-        ``serving_quantize_tolerance`` are read from it when present.
+        ``serving_quantize_tolerance`` (default of ``quantize_tolerance``).
     :param registry: where versions and aliases come from.
     :param max_batch_size: most texts in one forward pass.
     :param max_wait_ms: longest a request waits for others to share its forward pass.
@@ -102,7 +102,7 @@ class ServingRuntime:
         self.reload_interval_s = reload_interval_s
         tolerance = quantize_tolerance
         if tolerance is None:
-            tolerance = float(getattr(settings, "serving_quantize_tolerance", 0.01))
+            tolerance = settings.serving_quantize_tolerance
         self.policy = PrecisionPolicy(
             dtype=dtype,
             quantize=quantize,
@@ -117,7 +117,7 @@ class ServingRuntime:
         self._closed = False
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
-        self.threads = _set_threads(threads or int(getattr(settings, "serving_threads", 0) or 0))
+        self.threads = _set_threads(threads or settings.serving_threads)
 
     # ------------------------------------------------------------------ requests
 

@@ -1,0 +1,479 @@
+"""Serving benchmark: audit predictions per second and latency, our runtime against a per-request pipeline.
+
+The model is the audit classifier's shape (GPT-2, 6 layers, width 384, 6 heads) with a byte-level
+BPE trained on synthetic serialized orders (~48 tokens each), fine-tuned for a few steps on a
+synthetic approve/reject rule so that its answers are decisive, as a trained model's are.
+
+Measured in the same run, interleaved per concurrency level (1, 8, 32, 64 closed-loop clients):
+
+- **baseline**: what the seed design does, a ``transformers`` ``pipeline("text-classification")``
+  built once and called once per request from each client thread (fp32);
+- **runtime**: :class:`gpt2_agent.serving.ServingRuntime` (micro-batching; precision chosen by
+  its checks, bf16 autocast where it agrees with fp32).
+
+Then an open-loop run (Poisson arrivals) at half of the runtime's best throughput for p50/p99
+latency, the agreement of the runtime's answers with fp32 unbatched answers on a held-out sample,
+and model FLOP/s as a fraction of this machine's measured fp32 and bf16 matmul peaks.
+
+    .venv/bin/python bench/serving.py [--duration 6] [--train-steps 30] [--quantize] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast, pipeline
+
+from gpt2_agent.config import load_settings
+from gpt2_agent.registry import Registry
+from gpt2_agent.serving import CheckSample, ServingRuntime
+from gpt2_agent.store import create_database, upgrade
+
+MODEL = "order-audit"
+LABELS = ("reject", "approve")
+EOS, PAD = "<|endoftext|>", "[PAD]"
+CONCURRENCY = (1, 8, 32, 64)
+
+# ---------------------------------------------------------------------- synthetic orders
+
+_CHANNELS = ("web", "app", "wechat", "phone")
+_CITIES = ("上海", "北京", "深圳", "杭州", "成都", "Wuhan", "Xi'an", "广州", "南京", "重庆")
+_ITEMS = (
+    "手机壳", "保温杯", "礼品卡", "蓝牙耳机", "运动鞋", "台灯", "充电宝", "数据线", "茶叶", "咖啡豆",
+    "gift card", "USB cable", "running shoes", "desk lamp", "phone case", "coffee beans", "backpack",
+)  # fmt: skip
+_NOTES = (
+    "", "", "", "请尽快发货", "周末送达", "急用", "放门口", "please deliver after 6pm", "gift wrap",
+    "call before delivery", "送给朋友的礼物", "发票抬头公司",
+)  # fmt: skip
+
+
+def order(rng: random.Random) -> tuple[str, str]:
+    """One serialized order (the audit template's fields) and its approve/reject label."""
+    prior = rng.choice((0, 0, 1, 2, 3, 5, 8, 12, 20, 35))
+    prior_mean = rng.uniform(40, 600) if prior else 300.0
+    ratio = math.exp(rng.gauss(0.0, 0.9))
+    amount = prior_mean * ratio
+    age = int(rng.expovariate(1 / 300))
+    new_account = age < 30
+    address_match = rng.random() > 0.12
+    velocity = 1 + int(rng.expovariate(0.9))
+    names = rng.sample(_ITEMS, rng.randint(1, 3))
+    items = ", ".join(f"{n} x{rng.randint(1, 4)}" if rng.random() < 0.4 else n for n in names)
+    gift = any("礼品卡" in n or "gift" in n for n in names)
+    text = (
+        f"{amount:.2f} CNY | {rng.choice(_CHANNELS)} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d} | "
+        f"{rng.choice(_CITIES)} | 历史 {prior} 单 "
+        f"均额 {prior_mean:.2f} | 倍数 {ratio:.1f} | 账龄 {age} 天 | "
+        f"地址{'一致' if address_match else '不一致'} | 24h {velocity} 单 | "
+        f"商品: {items} | 备注: {rng.choice(_NOTES)}"
+    )
+    risk = (
+        1.2 * (ratio > 3.0)
+        + 1.0 * new_account
+        + 1.1 * (not address_match)
+        + 0.6 * (velocity >= 3)
+        + 0.8 * (gift and new_account)
+        + rng.gauss(0.0, 0.35)
+    )
+    return text, "reject" if risk > 1.0 else "approve"
+
+
+def orders(n: int, seed: int) -> tuple[list[str], list[str]]:
+    rng = random.Random(seed)
+    pairs = [order(rng) for _ in range(n)]
+    return [t for t, _ in pairs], [label for _, label in pairs]
+
+
+# ---------------------------------------------------------------------- model
+
+
+def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS, bos_token=EOS, unk_token=EOS, pad_token=PAD, model_max_length=256
+    )
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast) -> GPT2ForSequenceClassification:
+    torch.manual_seed(0)
+    config = GPT2Config(
+        n_layer=6,
+        n_embd=384,
+        n_head=6,
+        n_positions=256,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        activation_function="gelu_pytorch_tanh",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        id2label=dict(enumerate(LABELS)),
+        label2id={name: i for i, name in enumerate(LABELS)},
+    )
+    return GPT2ForSequenceClassification(config)
+
+
+def encode_batch(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> dict[str, torch.Tensor]:
+    enc = tokenizer(texts, truncation=True, max_length=256, add_special_tokens=False, padding=True)
+    return {k: torch.tensor(v) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+
+def quick_train(
+    model: GPT2ForSequenceClassification,
+    tokenizer: PreTrainedTokenizerFast,
+    texts: list[str],
+    labels: list[str],
+    steps: int,
+) -> float:
+    """A few bf16 AdamW steps so the classifier's answers are decisive; returns the last loss."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=6e-4, weight_decay=0.0)
+    rng = random.Random(1)
+    target_of = {name: i for i, name in enumerate(LABELS)}
+    loss = torch.tensor(0.0)
+    for _ in range(steps):
+        idx = rng.sample(range(len(texts)), 32)
+        batch = encode_batch(tokenizer, [texts[i] for i in idx])
+        target = torch.tensor([target_of[labels[i]] for i in idx])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(**batch).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return float(loss.detach())
+
+
+def fp32_unbatched(
+    model: GPT2ForSequenceClassification, tokenizer: PreTrainedTokenizerFast, texts: list[str]
+) -> torch.Tensor:
+    """The reference answers: fp32, one text per forward pass, no padding."""
+    out = []
+    with torch.inference_mode():
+        for text in texts:
+            batch = encode_batch(tokenizer, [text])
+            out.append(torch.softmax(model(**batch).logits.float(), -1)[0])
+    return torch.stack(out)
+
+
+# ---------------------------------------------------------------------- measurement
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 3) -> float:
+    """Best FLOP/s of an n×n matmul in ``dtype``."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+@dataclass
+class Result:
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies_ms:
+            return math.nan
+        values = sorted(self.latencies_ms)
+        return values[min(len(values) - 1, int(q / 100 * len(values)))]
+
+
+def closed_loop(
+    call: Callable[[str], Any], texts: list[str], clients: int, seconds: float, warmup: float
+) -> Result:
+    """``clients`` threads each sending the next request as soon as the last one is answered.
+
+    Throughput counts the answers that arrive inside the measured window; latency is taken from the
+    requests sent inside it (each client finishes its last request after the window closes).
+    """
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+    spans: list[list[tuple[float, float]]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+
+    def client(k: int) -> None:
+        i = k * 7919
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            try:
+                call(texts[i % len(texts)])
+            except Exception:
+                errors[k] += 1
+            spans[k].append((t0, time.perf_counter()))
+            i += 1
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    flat = [span for row in spans for span in row]
+    answered = sum(1 for _, t1 in flat if measure_from <= t1 < stop_at)
+    latencies = [(t1 - t0) * 1000 for t0, t1 in flat if t0 >= measure_from]
+    return Result(answered, seconds, latencies, sum(errors))
+
+
+def open_loop(call: Callable[[str], Any], texts: list[str], rate: float, seconds: float) -> Result:
+    """Poisson arrivals at ``rate``/s; latency counts from the scheduled arrival (queueing included)."""
+    rng = random.Random(5)
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+
+    def one(text: str, due: float) -> None:
+        try:
+            call(text)
+        except Exception:
+            with lock:
+                errors[0] += 1
+            return
+        done = time.perf_counter()
+        with lock:
+            latencies.append((done - due) * 1000)
+
+    with ThreadPoolExecutor(max_workers=256) as pool:
+        begin = time.perf_counter() + 0.05
+        due = begin
+        i = 0
+        while due < begin + seconds:
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(one, texts[i % len(texts)], due)
+            i += 1
+            due += rng.expovariate(rate)
+    return Result(len(latencies), seconds, latencies, errors[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per level and system")
+    parser.add_argument("--warmup", type=float, default=1.5)
+    parser.add_argument("--train-steps", type=int, default=30)
+    parser.add_argument("--sample", type=int, default=256, help="held-out texts for the precision checks")
+    parser.add_argument("--quantize", action="store_true", help="let the runtime try dynamic int8")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("gpt2_agent.serving").setLevel(logging.INFO)
+    threads = torch.get_num_threads()
+    t_start = time.perf_counter()
+
+    peak_fp32, peak_bf16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    print(
+        f"threads {threads}; matmul peak fp32 {peak_fp32 / 1e9:.0f} GFLOP/s, "
+        f"bf16 {peak_bf16 / 1e9:.0f} GFLOP/s"
+    )
+
+    texts, labels = orders(6000, seed=0)
+    tokenizer = build_tokenizer(texts, vocab_size=2048)
+    eval_texts, eval_labels = orders(args.sample, seed=1)
+    bench_texts, _ = orders(2000, seed=2)
+    tokens = [len(x) for x in tokenizer(bench_texts, add_special_tokens=False)["input_ids"]]
+    mean_tokens = statistics.mean(tokens)
+    model = build_model(tokenizer)
+    t0 = time.perf_counter()
+    loss = quick_train(model, tokenizer, texts, labels, args.train_steps)
+    print(
+        f"texts: {mean_tokens:.1f} tokens on average (min {min(tokens)}, max {max(tokens)}); "
+        f"trained {args.train_steps} steps in {time.perf_counter() - t0:.0f} s, last loss {loss:.3f}"
+    )
+    blocks = sum(p.numel() for p in model.transformer.h.parameters())
+    d, n_layer = model.config.n_embd, model.config.n_layer
+    flops_per_request = 2 * blocks * mean_tokens + 4 * n_layer * mean_tokens**2 * d
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        settings = load_settings(home=home / "home", database_url=f"sqlite:///{home / 'bench.db'}")
+        db = create_database(settings.database_url)
+        upgrade(db)
+        registry = Registry(settings, db)
+        folder = home / "model"
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        version = registry.register(folder, MODEL, created_by="bench").version
+        registry.promote(MODEL, version, by="bench", force=True)
+
+        reference = fp32_unbatched(model, tokenizer, eval_texts)
+        runtime = ServingRuntime(
+            settings,
+            registry,
+            max_batch_size=args.max_batch,
+            max_wait_ms=args.max_wait_ms,
+            quantize=args.quantize,
+            dtype=args.dtype,
+            check_samples={MODEL: CheckSample.of(eval_texts, eval_labels)},
+        )
+        t0 = time.perf_counter()
+        runtime.predict_one(MODEL, bench_texts[0])
+        info = runtime.info(MODEL)
+        print(
+            f"runtime ready in {time.perf_counter() - t0:.1f} s: "
+            f"{info['precision']} ({info['precision_info']})"
+        )
+
+        # Agreement with fp32 unbatched answers, with the held-out texts sent concurrently (batched).
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            served = list(pool.map(lambda t: runtime.predict_one(MODEL, t), eval_texts))
+        ours = torch.tensor([[p.scores[x] for x in LABELS] for p in served])
+        agreement = float((ours.argmax(-1) == reference.argmax(-1)).float().mean())
+        max_diff = float((ours - reference).abs().max())
+        target = torch.tensor([LABELS.index(x) for x in eval_labels])
+        acc_ref = float((reference.argmax(-1) == target).float().mean())
+        acc_ours = float((ours.argmax(-1) == target).float().mean())
+        print(
+            f"agreement with fp32 unbatched on {len(eval_texts)} held-out texts: {agreement:.4f} "
+            f"(max |Δp| {max_diff:.4f}); accuracy fp32 {acc_ref:.4f}, runtime {acc_ours:.4f}"
+        )
+
+        pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
+
+        def baseline(text: str) -> Any:
+            return pipe(text)
+
+        def ours_call(text: str) -> Any:
+            return runtime.predict_one(MODEL, text)
+
+        rows: list[dict[str, Any]] = []
+        for clients in CONCURRENCY:
+            base = closed_loop(baseline, bench_texts, clients, args.duration, args.warmup)
+            mine = closed_loop(ours_call, bench_texts, clients, args.duration, args.warmup)
+            rows.append({"clients": clients, "baseline": base, "runtime": mine})
+            print(
+                f"  c={clients:>2}: baseline {base.rps:6.1f} req/s, runtime {mine.rps:6.1f} req/s "
+                f"(×{mine.rps / max(base.rps, 1e-9):.2f}); errors {base.errors}/{mine.errors}",
+                flush=True,
+            )
+        best = max(r["runtime"].rps for r in rows)
+        half = open_loop(ours_call, bench_texts, best / 2, args.duration * 1.5)
+        base_best = max(r["baseline"].rps for r in rows)
+        base_half = open_loop(baseline, bench_texts, base_best / 2, args.duration * 1.5)
+        stats = runtime.info(MODEL)["batching"]
+        runtime.close()
+        db.dispose()
+
+    print_table(rows, flops_per_request, peak_fp32, peak_bf16)
+    print(
+        f"\nopen loop at half peak: runtime {best / 2:.1f} req/s offered → {half.rps:.1f} served, "
+        f"p50 {half.pct(50):.1f} ms, p99 {half.pct(99):.1f} ms (errors {half.errors}); "
+        f"baseline {base_best / 2:.1f} req/s offered → p50 {base_half.pct(50):.1f} ms, "
+        f"p99 {base_half.pct(99):.1f} ms"
+    )
+    c32 = next(r for r in rows if r["clients"] == 32)
+    ratio32 = c32["runtime"].rps / max(c32["baseline"].rps, 1e-9)
+    print(
+        f"batching: {stats['mean_pass_size']:.1f} texts per forward pass, padding efficiency "
+        f"{stats['padding_efficiency']:.3f}, {stats['forward_passes']} passes"
+    )
+    print(f"target ≥ 3× baseline at c=32: ×{ratio32:.2f} {'PASS' if ratio32 >= 3 else 'FAIL'}")
+    print(
+        f"target p99 ≤ 100 ms at half peak: {half.pct(99):.1f} ms {'PASS' if half.pct(99) <= 100 else 'FAIL'}"
+    )
+    print(
+        f"target predictions unchanged (agreement ≥ 0.99): {agreement:.4f} "
+        f"{'PASS' if agreement >= 0.99 else 'FAIL'}"
+    )
+    print(f"total bench time {time.perf_counter() - t_start:.0f} s")
+    if args.json:
+        payload = {
+            "threads": threads,
+            "peak_gflops": {"fp32": peak_fp32 / 1e9, "bf16": peak_bf16 / 1e9},
+            "mean_tokens": mean_tokens,
+            "gflop_per_request": flops_per_request / 1e9,
+            "precision": info["precision"],
+            "precision_info": info["precision_info"],
+            "agreement": agreement,
+            "accuracy": {"fp32": acc_ref, "runtime": acc_ours},
+            "levels": [
+                {
+                    "clients": r["clients"],
+                    **{
+                        k: {
+                            "rps": r[k].rps,
+                            "p50_ms": r[k].pct(50),
+                            "p99_ms": r[k].pct(99),
+                            "errors": r[k].errors,
+                        }
+                        for k in ("baseline", "runtime")
+                    },
+                }
+                for r in rows
+            ],
+            "half_peak": {
+                "rate": best / 2,
+                "p50_ms": half.pct(50),
+                "p99_ms": half.pct(99),
+                "errors": half.errors,
+            },
+            "batching": stats,
+        }
+        args.json.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+
+
+def print_table(rows: list[dict[str, Any]], flops: float, peak_fp32: float, peak_bf16: float) -> None:
+    header = (
+        f"\n{'clients':>7} | {'system':<8} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7} | {'×base':>6} | "
+        f"{'GFLOP/s':>7} | {'%fp32pk':>7} | {'%bf16pk':>7}"
+    )
+    print(header)
+    print("-" * (len(header) - 1))
+    for r in rows:
+        base_rps = r["baseline"].rps
+        for name in ("baseline", "runtime"):
+            res: Result = r[name]
+            achieved = res.rps * flops
+            print(
+                f"{r['clients']:>7} | {name:<8} | {res.rps:7.1f} | {res.pct(50):7.1f} | {res.pct(99):7.1f} | "
+                f"{res.rps / max(base_rps, 1e-9):6.2f} | {achieved / 1e9:7.1f} | "
+                f"{100 * achieved / peak_fp32:6.1f}% | "
+                f"{100 * achieved / peak_bf16:6.1f}%"
+            )
+
+
+if __name__ == "__main__":
+    main()
