@@ -34,16 +34,16 @@ class SignalWeights:
     """
 
     bias: float = -4.5
-    amount_ratio: float = 1.8
+    amount_ratio: float = 1.5
     new_account: float = 0.5
     address_mismatch: float = 0.5
-    mismatch_on_new_account: float = 4.5
+    mismatch_on_new_account: float = 3.5
     velocity: float = 0.8
-    forwarding: float = 0.5
-    forwarding_on_large_amount: float = 4.5
-    resale: float = 5.0
-    urgency: float = 0.0
-    urgency_on_new_account: float = 5.0
+    forwarding: float = -1.0
+    forwarding_on_large_amount: float = 6.5
+    resale: float = 6.0
+    urgency: float = -1.5
+    urgency_on_new_account: float = 7.0
 
 
 @dataclass(frozen=True)

@@ -18,30 +18,32 @@ decisions is flipped at random. ``approve`` is therefore mostly, not always, the
 signal                              weight  where a model can see it
 ==================================  ======  ==================================================
 bias                                -4.5
-amount vs. own history              +1.8    tabular: per doubling of ``amount / prior_mean``
+amount vs. own history              +1.5    tabular: per doubling of ``amount / prior_mean``
                                             above 2x, capped at 16x; ``prior_mean`` is the
                                             customer's mean of earlier orders, 300 CNY before
                                             their first one
 new account (< 30 days)             +0.5    tabular: order time minus ``customers.signup_at``
 billing != shipping address         +0.5    tabular: ``orders.billing_address``/``shipping_address``
-... on a new account                +4.5    tabular x tabular
+... on a new account                +3.5    tabular x tabular
 order velocity                      +0.8    tabular: per order beyond 2 by the customer in the
                                             last 24h (this one included), capped at 3
-forwarding-service request          +0.5    text only: the note asks to re-route delivery to a
+forwarding-service request          -1.0    text only: the note asks to re-route delivery to a
                                             forwarding / 转运 / 集运 warehouse (the address
                                             columns do not change)
-... on an amount above 2x history   +4.5    text x tabular
-gift-card resale wording            +5.0    text only: the cards are for resale / 转卖
-urgency pressure                     0.0    text only: "URGENT, skip the checks", "马上发货，别审核"
-... on a new account                +5.0    text x tabular
+... on an amount above 2x history   +6.5    text x tabular
+gift-card resale wording            +6.0    text only: the cards are for resale / 转卖
+urgency pressure                    -1.5    text only: "URGENT, skip the checks", "马上发货，别审核"
+... on a new account                +7.0    text x tabular
 ==================================  ======  ==================================================
 
-Most of the risk sits in combinations: a forwarding request, a new account or an urgent note is
-common and harmless alone, and decisive together with the right other fact. Notes also carry
-harmless lookalikes of the text signals (``不需要转运``, "gift card for my sister", "no rush")
-so a keyword alone does not decide, and ordinary delivery remarks. About 10% of customers are
-latently risky (they sign up recently, order in bursts, spike their amounts, ship elsewhere and
-write risky notes more often), but the policy only ever looks at the signals above.
+Most of the risk sits in combinations. A forwarding request or an urgent note is common and,
+alone, even a mild good sign (regular customers who ship through their usual forwarder, or
+chase a late parcel, get approved), yet decisive together with a large amount or a brand-new
+account. Notes also carry harmless lookalikes of the text signals (``不需要转运``, "gift card
+for my sister", "no rush") so a keyword alone does not decide, and ordinary delivery remarks.
+About 10% of customers are latently risky (they sign up recently, order in bursts, spike their
+amounts, ship elsewhere and write risky notes more often), but the policy only ever looks at
+the signals above.
 
 What follows for models: a tabular model cannot see the text-only signals; a linear
 bag-of-words model over the serialized order cannot express "A only together with B"; a model
