@@ -91,10 +91,6 @@ class Company:
     messages: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _ts(seconds: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(int(seconds), dt.UTC)
-
-
 def _pick(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> str:
     return options[int(rng.integers(len(options)))]
 

@@ -151,7 +151,12 @@ def _engine(url: str) -> Engine:
 def _history(
     customer: npt.NDArray[np.int64], created_s: npt.NDArray[np.int64], cents: npt.NDArray[np.int64]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Per order (given in chronological order): earlier orders, their total cents, 24h velocity."""
+    """Per order (given in chronological order): earlier orders, their total cents, 24h velocity.
+
+    The same definitions as the demo company's own (``gpt2_agent.demo.signals``), written again
+    here because training reads any warehouse and does not import the demo; a test checks that
+    both agree on a generated warehouse.
+    """
     n = len(customer)
     order = np.lexsort((np.arange(n), customer))
     cust_s, t_s, amt_s = customer[order], created_s[order], cents[order]
