@@ -6,13 +6,15 @@ import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
 
-from gpt2_agent.actions.gateway import ChargeRequest, PaymentRefused, PaymentStatus
+from gpt2_agent.actions.gateway import ChargeRequest, PaymentRefused, PaymentStatus, SandboxGateway
 from gpt2_agent.actions.money import InvalidAmount, parse_amount
+from gpt2_agent.actions.warehouse import Warehouse
 from gpt2_agent.engine.errors import InvalidInput
 from gpt2_agent.engine.handlers import TaskContext
 from gpt2_agent.store.payments_tables import OrderPayment
@@ -169,3 +171,31 @@ def test_a_retried_step_replays_the_charge(make_env: Callable[..., OrderEnv]) ->
     with env.db.session() as s:
         row = s.scalars(select(OrderPayment)).one()
         assert isinstance(row.amount, Decimal) and row.amount == order.amount
+
+
+def test_the_sandbox_leaves_a_missing_warehouse_alone(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "warehouse.db"
+    warehouse = Warehouse(f"sqlite:///{missing}")
+    SandboxGateway(warehouse)  # no table is created until the first charge
+    warehouse.close()
+    assert not missing.exists()
+
+
+@SQLITE_ONLY
+def test_a_regenerated_warehouse_does_not_replay_old_charges(make_env: Callable[..., OrderEnv]) -> None:
+    env = make_env()
+    order = env.warehouse.order(ORDER)
+    request = ChargeRequest("run:1:pay", ORDER, order.amount, "CNY")
+    first = env.gateway.charge(request)
+    # Regenerating the warehouse replaces payments and balances but not the sandbox's ledger.
+    with env.warehouse.db.session() as s:
+        s.execute(text("DELETE FROM payments WHERE reference = :r"), {"r": first.reference})
+        s.execute(
+            text("UPDATE accounts SET balance = balance + :a WHERE id = :id"),
+            {"a": float(order.amount), "id": order.account_id},
+        )
+    before = env.balance(ORDER)
+    second = env.gateway.charge(request)
+    assert not second.replayed and second.status is PaymentStatus.PAID
+    assert env.balance(ORDER) == before - order.amount
+    assert len(env.gateway.ledger_entries()) == 1

@@ -148,6 +148,7 @@ REASONS = {
     PaymentStatus.CARD_EXPIRED: "the payment card has expired",
 }
 _ATTEMPTS = 5  # unique-constraint races (same key, next payment id) are retried this often
+_ADVISORY_LOCK = 0x5A4D_0001  # PostgreSQL transaction lock serialising sandbox charges
 
 
 def _reference(key: str) -> str:
@@ -203,6 +204,10 @@ class SandboxGateway:
         raise GatewayUnavailable(f"sandbox gateway: repeated conflicts charging {request.idempotency_key!r}")
 
     def _charge(self, session: Session, req: ChargeRequest) -> ChargeResult:
+        if not self.db.is_sqlite:
+            # One sandbox charge at a time, as SQLite's BEGIN IMMEDIATE already does: the next
+            # warehouse payment id is max + 1, and concurrent charges would keep colliding on it.
+            session.execute(select(func.pg_advisory_xact_lock(_ADVISORY_LOCK)))
         replay = self._replay(session, req)
         if replay is not None:
             return replay
