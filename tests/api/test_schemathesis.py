@@ -10,13 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.serverproc import Server, cli_env, create_key
+from tests.registry.conftest import tiny_model, tiny_tokenizer
+from tests.serverproc import Server, cli_env, create_key, run_cli
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[Server, str]]:
+    """A server with a small warehouse and a (random, tiny) production audit model, so the
+    order routes answer for real instead of 503 "model not trained"."""
     env = cli_env(tmp_path / "home", GPT2_AGENT_PLUGINS='["tests.plugins.sample"]')
     key = create_key(env, "admin", "fuzz-admin")
+    run_cli(env, "demo", "init", "--orders", "200", "--json")
+    folder = tmp_path / "audit-model"
+    tiny_model(0).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    run_cli(env, "models", "register", str(folder), "--name", "order-audit", "--json")
+    run_cli(env, "models", "promote", "order-audit", "1", "--json")
     srv = Server(env, tmp_path / "server.log")
     srv.start()
     yield srv, key

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -12,46 +13,91 @@ from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
 
 import gpt2_agent
+from gpt2_agent.actions.feedback import install_feedback
+from gpt2_agent.actions.order_registration import register_order_actions
 from gpt2_agent.actions.registration import register_model_free_actions
 from gpt2_agent.actions.storage import FileService, Storage
 from gpt2_agent.api import errors
 from gpt2_agent.api.middleware import BodyLimitMiddleware, JsonNulMiddleware
 from gpt2_agent.api.plugins import load_plugins
-from gpt2_agent.api.routes import approvals, files, health, keys, me, models, runs, stats, tasks
+from gpt2_agent.api.routes import (
+    approvals,
+    files,
+    health,
+    keys,
+    me,
+    models,
+    orders,
+    predict,
+    runs,
+    stats,
+    tasks,
+)
 from gpt2_agent.config import Settings, load_settings
 from gpt2_agent.engine.core import Engine
 from gpt2_agent.engine.executors import Executor, load_executor
 from gpt2_agent.engine.metrics import EngineMetrics
 from gpt2_agent.registry import Registry
+from gpt2_agent.serving import ServingRuntime
 from gpt2_agent.store import Database, open_database, upgrade
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+# Models the product itself serves, with the command that trains each (quoted in 503 answers).
+SERVED_MODELS = {
+    "order-audit": "gpt2-agent train configs/order-audit.tiny.toml --promote",
+    "nlu": "gpt2-agent train configs/nlu.tiny.toml --promote",
+}
 
 
-def build_engine(settings: Settings, db: Database | None = None) -> tuple[Engine, CollectorRegistry]:
+@dataclass
+class Components:
+    """Everything the server and the workers share, built once per process."""
+
+    engine: Engine
+    metrics_registry: CollectorRegistry
+    registry: Registry
+    runtime: ServingRuntime
+
+    def close(self) -> None:
+        self.runtime.close()
+        self.engine.db.dispose()
+
+
+def build_components(settings: Settings, db: Database | None = None) -> Components:
     """The engine with every shipped action, workflow and plugin registered (no HTTP involved)."""
     db = db or open_database(settings)
     upgrade(db)
-    registry = CollectorRegistry()
-    metrics = EngineMetrics(registry)
+    metrics_registry = CollectorRegistry()
+    metrics = EngineMetrics(metrics_registry)
     engine = Engine(db, settings, metrics=metrics)
     metrics.add_state_counts(engine.state_counts)
+    model_registry = Registry(settings, db)
+    runtime = ServingRuntime(settings, model_registry, train_hints=SERVED_MODELS)
     register_model_free_actions(engine.handlers, settings, db)
+    register_order_actions(engine.handlers, settings, db, runtime)
+    install_feedback(engine)
     shipped = resources.files("gpt2_agent") / "workflows"
     if shipped.is_dir():
         engine.workflows.load_dir(Path(str(shipped)))
     if settings.workflows_dir is not None:
         engine.workflows.load_dir(settings.workflows_dir)
     load_plugins(engine, settings)
-    return engine, registry
+    return Components(engine, metrics_registry, model_registry, runtime)
+
+
+def build_engine(settings: Settings, db: Database | None = None) -> tuple[Engine, CollectorRegistry]:
+    """:func:`build_components`, for callers that need only the engine and its metrics."""
+    parts = build_components(settings, db)
+    return parts.engine, parts.metrics_registry
 
 
 def create_app(settings: Settings | None = None, *, start_executor: bool = True) -> FastAPI:
     """Build the FastAPI app. The local executor runs inside it unless ``start_executor`` is False."""
     settings = settings or load_settings()
-    engine, metrics_registry = build_engine(settings)
+    parts = build_components(settings)
+    engine = parts.engine
     executor: Executor | None = None
 
     @asynccontextmanager
@@ -68,7 +114,7 @@ def create_app(settings: Settings | None = None, *, start_executor: bool = True)
         finally:
             if executor is not None:
                 executor.stop(wait=False)
-            engine.db.dispose()
+            parts.close()
 
     app = FastAPI(
         title="GPT-2 Agent",
@@ -79,15 +125,18 @@ def create_app(settings: Settings | None = None, *, start_executor: bool = True)
     app.state.settings = settings
     app.state.engine = engine
     app.state.db = engine.db
-    app.state.metrics_registry = metrics_registry
+    app.state.metrics_registry = parts.metrics_registry
     app.state.files = FileService(engine.db, Storage(settings.storage_path), settings)
-    app.state.registry = Registry(settings, engine.db)
+    app.state.registry = parts.registry
+    app.state.runtime = parts.runtime
+    app.state.served_models = SERVED_MODELS
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (tasks, runs, approvals, files, keys, me, models, stats):
+    for module in (tasks, runs, approvals, files, keys, me, models, predict, stats):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
+    app.include_router(orders.router)
     errors.install(app)
     app.add_middleware(JsonNulMiddleware)
     app.add_middleware(

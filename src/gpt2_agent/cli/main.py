@@ -357,6 +357,7 @@ def main() -> None:
 
     from gpt2_agent.engine.errors import EngineError
 
+    _quiet_libraries()
     _mount_optional()
     try:
         app()
@@ -369,6 +370,15 @@ def main() -> None:
         _exit_with(f"invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}", 2)
     except (FileNotFoundError, TimeoutError, ValueError) as exc:
         _exit_with(str(exc), 1)
+
+
+def _quiet_libraries() -> None:
+    """Our own progress bars are enough: hide transformers' per-load bars and advice."""
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: models are ours
 
 
 def _exit_with(message: str, code: int) -> None:

@@ -90,6 +90,19 @@ class Settings(BaseSettings):
     gate_auto_approve_max_amount: Decimal = Field(default=Decimal("500.00"), ge=0, allow_inf_nan=False)
     gate_workflow_overrides: dict[str, dict[str, Decimal]] = Field(default_factory=dict)
 
+    # NLU and chat. The parser serves ``nlu_alias`` of model ``nlu_model`` and reloads when the
+    # registry changes (checked at most every ``nlu_reload_interval_seconds``). Below
+    # ``nlu_min_confidence`` (unset: the value stored with the model) the intent is out_of_scope.
+    nlu_model: str = "nlu"
+    nlu_alias: str = "production"
+    nlu_min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    nlu_max_text_chars: int = Field(default=1000, ge=1, le=100_000)
+    nlu_reload_interval_seconds: float = Field(default=5.0, ge=0.0)
+    nlu_max_batch: int = Field(default=32, ge=1, le=1024)
+
+    # POST /order/audit without an API key (the original one-page form sends none): demo only.
+    seed_route_open: bool = False
+
     # HTTP server.
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
