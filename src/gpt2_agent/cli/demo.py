@@ -18,8 +18,26 @@ from gpt2_agent.cli.common import JsonOpt, console, fail, print_json
 from gpt2_agent.config import load_settings
 
 app = typer.Typer(
-    help="The demo company: a synthetic data warehouse to try everything on.", no_args_is_help=True
+    help="The demo: `gpt2-agent demo` sets up data, models and a mail sink, then serves; "
+    "`demo init` only writes data.",
+    invoke_without_command=True,
 )
+
+
+@app.callback()
+def demo(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+    orders: Annotated[int, typer.Option("--orders", help="Orders in a new warehouse")] = 20000,
+    train: Annotated[bool, typer.Option("--train/--no-train", help="Train missing demo models")] = True,
+) -> None:
+    """Warehouse (if absent), demo models (if untrained), SMTP sink, server + web console."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from gpt2_agent.cli.demo_run import run_demo
+
+    run_demo(host=host, port=port, orders=orders, train=train)
 
 
 @app.command()

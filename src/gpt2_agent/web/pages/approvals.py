@@ -48,7 +48,7 @@ def view(item: dict[str, Any]) -> dict[str, Any]:
 def _reason(reason: Any) -> dict[str, Any]:
     if isinstance(reason, dict):
         label = reason.get("field") or reason.get("name") or reason.get("feature") or ""
-        weight = reason.get("weight", reason.get("impact", reason.get("score")))
+        weight = reason.get("delta", reason.get("weight", reason.get("impact", reason.get("score"))))
         return {
             "label": str(label),
             "value": reason.get("value"),
