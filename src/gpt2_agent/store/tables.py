@@ -4,6 +4,7 @@ from gpt2_agent.store import (
     dispatch_tables,  # noqa: F401
     engine_tables,  # noqa: F401
     feedback_tables,  # noqa: F401
+    nlu_tables,  # noqa: F401
     payments_tables,  # noqa: F401
     registry_tables,  # noqa: F401
     training_tables,  # noqa: F401

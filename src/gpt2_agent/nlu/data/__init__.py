@@ -1,0 +1,1 @@
+"""Packaged NLU data: demo training examples, generator templates and the evaluation set."""
