@@ -89,6 +89,23 @@ class Settings(BaseSettings):
     gate_auto_reject_max_probability: float = Field(default=0.05, ge=0.0, le=1.0)
     gate_auto_approve_max_amount: Decimal = Field(default=Decimal("500.00"), ge=0, allow_inf_nan=False)
     gate_workflow_overrides: dict[str, dict[str, Decimal]] = Field(default_factory=dict)
+    # What the gate's choices cost, in the order's currency (rewards of the learned gate are the
+    # negative costs): a person's review; an approval that turns out fraudulent (the chargeback:
+    # fixed fee + rate x amount); a rejection of a good order (the lost sale: fixed + rate x amount).
+    gate_review_cost: float = Field(default=8.0, ge=0, allow_inf_nan=False)
+    gate_wrong_approval_fixed: float = Field(default=15.0, ge=0, allow_inf_nan=False)
+    gate_wrong_approval_rate: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    gate_wrong_rejection_fixed: float = Field(default=5.0, ge=0, allow_inf_nan=False)
+    gate_wrong_rejection_rate: float = Field(default=0.2, ge=0, allow_inf_nan=False)
+    # Hard rule of every learned policy: escalate while the audit model's probability is in this band.
+    gate_unsure_min_probability: float = Field(default=0.4, ge=0.0, le=1.0)
+    gate_unsure_max_probability: float = Field(default=0.6, ge=0.0, le=1.0)
+    # The learned gate serves the production version of this registry model; it explores with a
+    # probability between the two bounds and checks the registry for a new version this often.
+    gate_policy_model: str = "gate-policy"
+    gate_explore_min: float = Field(default=0.01, ge=0.0, le=0.5)
+    gate_explore_max: float = Field(default=0.1, ge=0.0, le=0.5)
+    gate_policy_reload_seconds: float = Field(default=5.0, ge=0.0)
 
     # NLU and chat. The parser serves ``nlu_alias`` of model ``nlu_model`` and reloads when the
     # registry changes (checked at most every ``nlu_reload_interval_seconds``). Below
