@@ -64,7 +64,7 @@ def test_concurrent_requests_share_forward_passes(
     runtime.predict_one(MODEL, "warm up")  # load outside the timed part
     calls: list[int] = []
     served = runtime.served(MODEL)
-    hook = served.model.transformer.register_forward_hook(lambda mod, args, out: calls.append(len(out[0])))
+    hook = served.model.transformer.wte.register_forward_hook(lambda mod, args, out: calls.append(len(out)))
     texts = order_texts(64, seed=3)
     results: dict[int, Prediction] = {}
     barrier = threading.Barrier(len(texts))

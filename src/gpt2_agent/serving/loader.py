@@ -9,7 +9,7 @@ empty text becomes the single EOS token. Batches are right-padded and run **with
 attention mask: GPT-2's attention is causal, so a real token never sees the pads to its right,
 and leaving the mask out keeps SDPA on its fused causal kernel. The classifier then reads the
 hidden state of each row's last real token, which is what ``GPT2ForSequenceClassification``
-does on an unpadded input.
+does on an unpadded input (see :mod:`gpt2_agent.serving.forward`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from gpt2_agent.modeling import MODEL_CLASSES
+from gpt2_agent.serving.forward import classify_logits, supports_fast_path
 
 logger = logging.getLogger(__name__)
 
@@ -122,12 +123,8 @@ class ServedModel:
         ids = torch.tensor([[*r, *([self.filler_id] * (width - len(r)))] for r in rows], dtype=torch.long)
         last = torch.tensor([len(r) - 1 for r in rows], dtype=torch.long)  # (B,)
         with torch.inference_mode(), self.autocast():
-            backbone = getattr(self.model, "transformer", None)
-            head = getattr(self.model, "score", None)
-            if backbone is not None and head is not None:
-                hidden = backbone(input_ids=ids, use_cache=False).last_hidden_state  # (B, T, d)
-                pooled = hidden[torch.arange(len(rows)), last]  # (B, d)
-                logits = head(pooled)  # (B, C)
+            if supports_fast_path(self.model):
+                logits = classify_logits(self.model, ids, last)
             else:  # another classifier layout: let it pool with an explicit mask
                 mask = (torch.arange(width)[None, :] <= last[:, None]).to(torch.long)
                 logits = self.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
@@ -147,7 +144,7 @@ def load_served_model(name: str, version: int, path: Path) -> ServedModel:
     if activation in _FUSED_ACTIVATIONS:
         overrides["activation_function"] = _FUSED_ACTIVATIONS[activation]
     model = MODEL_CLASSES[task].from_pretrained(
-        str(path), local_files_only=True, dtype=torch.float32, **overrides
+        str(path), local_files_only=True, dtype=torch.float32, attn_implementation="sdpa", **overrides
     )
     model.eval()
     model.requires_grad_(False)
