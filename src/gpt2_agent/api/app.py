@@ -32,7 +32,9 @@ from gpt2_agent.api.routes import (
     runs,
     stats,
     tasks,
+    training,
 )
+from gpt2_agent.api.training_jobs import train_task
 from gpt2_agent.config import Settings, load_settings
 from gpt2_agent.engine.core import Engine
 from gpt2_agent.engine.executors import Executor, load_executor
@@ -78,6 +80,7 @@ def build_components(settings: Settings, db: Database | None = None) -> Componen
     register_model_free_actions(engine.handlers, settings, db)
     register_order_actions(engine.handlers, settings, db, runtime)
     install_feedback(engine)
+    engine.handlers.register(train_task(settings))
     shipped = resources.files("gpt2_agent") / "workflows"
     if shipped.is_dir():
         engine.workflows.load_dir(Path(str(shipped)))
@@ -132,7 +135,7 @@ def create_app(settings: Settings | None = None, *, start_executor: bool = True)
     app.state.served_models = SERVED_MODELS
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (tasks, runs, approvals, files, keys, me, models, predict, stats):
+    for module in (tasks, runs, approvals, files, keys, me, models, predict, stats, training):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

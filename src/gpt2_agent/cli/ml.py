@@ -67,18 +67,19 @@ def train(
         promotion = _promote(settings, result) if promote else None
     except _known_errors() as exc:
         fail(escape(str(exc)), 2)
+    numbers: dict[str, Any] = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))}
     summary = {
         "name": result.name,
         "task": result.task,
         "model_dir": str(result.model_dir),
         "registered_version": result.registered_version,
-        "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))},
+        "metrics": numbers,
         "promotion": promotion,
     }
     if as_json:
         print_json(summary)
         return
-    console.print(_metrics_table(f"{result.name}: evaluation", summary["metrics"]))
+    console.print(_metrics_table(f"{result.name}: evaluation", numbers))
     if result.registered_version is not None:
         console.print(f"Registered as version {result.registered_version}.")
     if promotion is not None:

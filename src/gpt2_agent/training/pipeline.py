@@ -97,6 +97,7 @@ def train_from_config(
     db: Database | None = None,
     resume: bool = True,
     callbacks: Iterable[Callback] = (),
+    run_id: int | None = None,
 ) -> TrainResult:
     """Train (or resume) the model a config describes, evaluate it, and register it if asked.
 
@@ -106,12 +107,16 @@ def train_from_config(
     :param progress: show a progress bar (only when stdout is a terminal).
     :param db: database to record the run in (default: ``settings.database_url``, migrated).
     :param resume: continue from the run folder's last checkpoint when there is one.
+    :param run_id: an existing ``training_runs`` row to record into (the API creates it when it
+        queues the run); its outputs go to a folder of their own.
     :raises ConfigError: the config is invalid (message names key and line).
     :raises DatasetError: the data cannot train this model (empty, one class...).
     """
     cfg = load_config(config, overrides)
     rank, world = _init_distributed()
     out_dir = Path(cfg.output_dir) if cfg.output_dir else settings.home / "runs" / cfg.name
+    if run_id is not None and not cfg.output_dir:
+        out_dir = settings.home / "runs" / f"{cfg.name}-{run_id}"
     out_dir = out_dir.resolve()
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +126,12 @@ def train_from_config(
     if own_db:
         db = create_database(settings.database_url)
         upgrade(db)
-    run_id = _start_run(db, cfg, out_dir, resume) if rank == 0 and db is not None else None
+    if run_id is not None and rank == 0 and db is not None:
+        update_run(db, run_id, status="running", output_dir=str(out_dir), error=None)
+    elif rank == 0 and db is not None:
+        run_id = _start_run(db, cfg, out_dir, resume)
+    else:
+        run_id = None
     try:
         result = _run(cfg, settings, db, run_id, out_dir, rank, world, progress, resume, list(callbacks))
         if run_id is not None and db is not None:
