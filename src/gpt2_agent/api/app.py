@@ -27,6 +27,7 @@ from gpt2_agent.api.routes import (
     keys,
     me,
     models,
+    nlu,
     orders,
     predict,
     runs,
@@ -39,6 +40,8 @@ from gpt2_agent.config import Settings, load_settings
 from gpt2_agent.engine.core import Engine
 from gpt2_agent.engine.executors import Executor, load_executor
 from gpt2_agent.engine.metrics import EngineMetrics
+from gpt2_agent.nlu.dialogue import DialogueManager
+from gpt2_agent.nlu.service import NluService
 from gpt2_agent.registry import Registry
 from gpt2_agent.serving import ServingRuntime
 from gpt2_agent.store import Database, open_database, upgrade
@@ -133,9 +136,11 @@ def create_app(settings: Settings | None = None, *, start_executor: bool = True)
     app.state.registry = parts.registry
     app.state.runtime = parts.runtime
     app.state.served_models = SERVED_MODELS
+    app.state.nlu = NluService(settings, engine.db, parts.registry)
+    app.state.dialogue = DialogueManager(settings, engine.db, app.state.nlu, engine)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (tasks, runs, approvals, files, keys, me, models, predict, stats, training):
+    for module in (tasks, runs, approvals, files, keys, me, models, predict, stats, training, nlu):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

@@ -50,6 +50,11 @@ def _mount_optional() -> None:
         except ImportError:
             continue
         app.add_typer(sub.app, name=name)
+    for module, command in (("gpt2_agent.cli.chat", "chat"), ("gpt2_agent.cli.worker", "worker")):
+        try:
+            app.command(command)(getattr(importlib.import_module(module), command))
+        except (ImportError, AttributeError):
+            continue
     try:
         ml = importlib.import_module("gpt2_agent.cli.ml")
     except ImportError:
