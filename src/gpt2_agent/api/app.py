@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
@@ -40,7 +41,7 @@ from gpt2_agent.config import Settings, load_settings
 from gpt2_agent.engine.core import Engine
 from gpt2_agent.engine.executors import Executor, load_executor
 from gpt2_agent.engine.metrics import EngineMetrics
-from gpt2_agent.nlu.dialogue import DialogueManager
+from gpt2_agent.nlu.dialogue import DialogueManager, EngineLike
 from gpt2_agent.nlu.service import NluService
 from gpt2_agent.registry import Registry
 from gpt2_agent.serving import ServingRuntime
@@ -137,7 +138,9 @@ def create_app(settings: Settings | None = None, *, start_executor: bool = True)
     app.state.runtime = parts.runtime
     app.state.served_models = SERVED_MODELS
     app.state.nlu = NluService(settings, engine.db, parts.registry)
-    app.state.dialogue = DialogueManager(settings, engine.db, app.state.nlu, engine)
+    # nlu may not import the engine, so its protocol is written loosely (keyword arguments);
+    # the engine provides every method it calls.
+    app.state.dialogue = DialogueManager(settings, engine.db, app.state.nlu, cast(EngineLike, engine))
 
     api = APIRouter(prefix=API_PREFIX)
     for module in (tasks, runs, approvals, files, keys, me, models, predict, stats, training, nlu):
