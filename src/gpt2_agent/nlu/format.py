@@ -272,6 +272,8 @@ def _add_item(data: TrainingData, item: Any, where: str) -> None:
     if kind != "synonym" and not NAME.match(label):
         raise TrainingDataError(f"{where}: invalid {kind} name {label!r}")
     lines = _example_lines(item.get("examples", ""), f"{where} ({kind} {label})")
+    if not lines:
+        raise TrainingDataError(f"{where}: {kind} {label} has no examples")
     if kind == "intent":
         for n, line in enumerate(lines, start=1):
             here = f"{where} ({kind} {label}) example {n}: "

@@ -40,6 +40,7 @@ DATA_PACKAGE = "gpt2_agent.nlu.data"
 TEMPLATES_FILE = "templates.yml"
 DEMO_FILE = "nlu.yml"
 EVAL_FILE = "eval.yml"
+FRESH_FILE = "eval_fresh.yml"  # written after the templates were final; never used to change them
 
 _FULLWIDTH_DIGITS = str.maketrans("0123456789", "０１２３４５６７８９")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -260,9 +261,9 @@ def generate_demo_data(
     return data
 
 
-def eval_data() -> TrainingData:
-    """The hand-written evaluation set."""
-    return load_yaml(demo_data_path(EVAL_FILE))
+def eval_data(name: str = EVAL_FILE) -> TrainingData:
+    """A hand-written evaluation set: ``eval.yml`` (default) or ``eval_fresh.yml``."""
+    return load_yaml(demo_data_path(name))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -283,4 +284,13 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["SLOT_VALUES", "Generator", "demo_data_path", "eval_data", "generate_demo_data", "load_templates"]
+__all__ = [
+    "EVAL_FILE",
+    "FRESH_FILE",
+    "SLOT_VALUES",
+    "Generator",
+    "demo_data_path",
+    "eval_data",
+    "generate_demo_data",
+    "load_templates",
+]

@@ -42,11 +42,14 @@ def merge_entities(
     """Combine rule candidates and model spans over the normalised ``text`` (see the module doc)."""
     chosen: list[tuple[Candidate, str]] = []  # (candidate, extractor name)
     used: set[int] = set()
+    ruled = {c.entity for c in candidates if c.entity != NUMBER_ENTITY}
     for cand in candidates:
         overlapping = [i for i, m in enumerate(spans) if m.start < cand.end and cand.start < m.end]
         used.update(overlapping)
         if cand.entity == NUMBER_ENTITY:
-            resolved = _resolve_number(text, cand, [spans[i] for i in overlapping], extractor, expected)
+            resolved = _resolve_number(
+                text, cand, [spans[i] for i in overlapping], extractor, expected, ruled
+            )
             if resolved is not None:
                 chosen.append(resolved)
             continue
@@ -93,6 +96,7 @@ def _resolve_number(
     overlapping: Sequence[ModelSpan],
     extractor: EntityExtractor,
     expected: str | None,
+    ruled: set[str],
 ) -> tuple[Candidate, str] | None:
     raw = text[cand.start : cand.end]
     if expected in NUMERIC_ENTITIES:
@@ -104,10 +108,14 @@ def _resolve_number(
     if not typed:
         return None
     best = max(typed, key=lambda m: m.confidence)
-    value = extractor.canonical(best.entity, raw)
+    entity = best.entity
+    if entity == "amount" and "amount" in ruled and "order_no" not in ruled and len(raw) >= 4:
+        # A rule already found the amount (with its currency); the other long number is the order.
+        entity = "order_no"
+    value = extractor.canonical(entity, raw)
     if value is None:
         return None
-    return retype(cand, best.entity, value, best.confidence), "model+regex"
+    return retype(cand, entity, value, best.confidence), "model+regex"
 
 
 def _wider_file_name(

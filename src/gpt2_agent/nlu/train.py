@@ -6,7 +6,7 @@ A config is an ordinary training config (see ``configs/nlu.toml``) plus an ``[nl
     data = ["demo"]          # "demo" = packaged nlu.yml + generated examples; or .yml/.jsonl paths
     generate_seed = 0
     generate_scale = 1.0     # × the example counts of templates.yml
-    eval = "demo"            # the hand-written evaluation set; "" for none; or a path
+    eval = "demo"            # hand-written eval.yml (+ eval_fresh.yml, reported as fresh_*); "" or a path
     min_confidence = 0.5     # stored with the model; below it the intent is out_of_scope
     exclude_eval_texts = true
 
@@ -34,7 +34,7 @@ from gpt2_agent.nlu.errors import TrainingDataError
 from gpt2_agent.nlu.evaluation import evaluate_parser, examples_hash
 from gpt2_agent.nlu.extractors import EntityExtractor, Patterns
 from gpt2_agent.nlu.format import NluExample, TrainingData, load
-from gpt2_agent.nlu.generate import eval_data, generate_demo_data
+from gpt2_agent.nlu.generate import FRESH_FILE, eval_data, generate_demo_data
 from gpt2_agent.nlu.parser import NluParser
 from gpt2_agent.nlu.predictor import NLU_FILE, PATTERNS_FILE, JointPredictor
 from gpt2_agent.nlu.text import normalize
@@ -71,6 +71,7 @@ class NluTrainResult:
     registered_version: int | None = None
     promoted: bool | None = None
     promotion_note: str | None = None
+    fresh_metrics: dict[str, Any] = field(default_factory=dict)
     pipeline: Any = field(default=None, repr=False)  # the training pipeline's TrainResult
 
 
@@ -139,6 +140,11 @@ def load_eval_set(cfg: NluDataConfig) -> list[NluExample]:
     return (eval_data() if cfg.eval == DEMO else load(cfg.eval)).examples
 
 
+def load_fresh_set(cfg: NluDataConfig) -> list[NluExample]:
+    """The second packaged evaluation set (``eval_fresh.yml``), scored with the demo evaluation."""
+    return eval_data(FRESH_FILE).examples if cfg.eval == DEMO else []
+
+
 def training_records(data: TrainingData, exclude: set[str]) -> tuple[list[dict[str, Any]], int]:
     """Pipeline records with normalised text (same offsets); examples whose text is in ``exclude``
     (the evaluation set) are left out so the scores are not on seen sentences."""
@@ -189,7 +195,9 @@ def train_nlu(
     out_dir = (Path(probe.output_dir) if probe.output_dir else settings.home / "runs" / probe.name).resolve()
     data = build_training_data(nlu_cfg)
     eval_examples = load_eval_set(nlu_cfg)
-    exclude = {_text_key(ex.text) for ex in eval_examples} if nlu_cfg.exclude_eval_texts else set()
+    fresh_examples = load_fresh_set(nlu_cfg)
+    held_out = [*eval_examples, *fresh_examples]
+    exclude = {_text_key(ex.text) for ex in held_out} if nlu_cfg.exclude_eval_texts else set()
     records, dropped = training_records(data, exclude)
     if dropped:
         logger.info("left %d training examples out because the evaluation set has the same text", dropped)
@@ -218,10 +226,13 @@ def train_nlu(
             encoding="utf-8",
         )
         eval_metrics: dict[str, Any] = {}
+        fresh_metrics: dict[str, Any] = {}
         eval_hash = None
         if eval_examples:
             parser = parser_for_folder(model_dir)
             eval_metrics = evaluate_parser(parser, eval_examples)
+            if fresh_examples:
+                fresh_metrics = evaluate_parser(parser, fresh_examples)
             eval_hash = examples_hash(eval_examples)
             logger.info(
                 "evaluation set: intent accuracy %.3f, slot F1 %.3f (%d examples)",
@@ -229,12 +240,15 @@ def train_nlu(
                 eval_metrics["slot_f1"],
                 eval_metrics["n_examples"],
             )
-        summary = _write_metrics(model_dir, pipeline.metrics, eval_metrics, eval_hash, len(records))
+        summary = _write_metrics(
+            model_dir, pipeline.metrics, eval_metrics, fresh_metrics, eval_hash, len(records)
+        )
         result = NluTrainResult(
             model_dir=model_dir,
             eval_metrics=eval_metrics,
             n_train_examples=len(records),
             n_excluded=dropped,
+            fresh_metrics=fresh_metrics,
             pipeline=pipeline,
         )
         if register_section.get("enabled", False):
@@ -259,6 +273,7 @@ def _write_metrics(
     model_dir: Path,
     pipeline_metrics: Mapping[str, Any],
     eval_metrics: Mapping[str, Any],
+    fresh_metrics: Mapping[str, Any],
     eval_hash: str | None,
     n_train: int,
 ) -> dict[str, Any]:
@@ -270,12 +285,15 @@ def _write_metrics(
             summary[f"heldout_{key}"] = float(heldout[key])
         if key in eval_metrics:
             summary[key] = float(eval_metrics[key])
+        if key in fresh_metrics:
+            summary[f"fresh_{key}"] = float(fresh_metrics[key])
     if eval_metrics:
         summary["eval_examples"] = int(eval_metrics["n_examples"])
         summary["eval_set_hash"] = eval_hash
     full = {
         **summary,
         "eval_set": dict(eval_metrics),
+        "fresh_eval_set": dict(fresh_metrics),
         "heldout_generated": heldout,
         "train": pipeline_metrics.get("train"),
     }
