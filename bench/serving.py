@@ -155,7 +155,7 @@ def quick_train(
 ) -> float:
     """A few bf16 AdamW steps so the classifier's answers are decisive; returns the last loss."""
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=6e-4, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     rng = random.Random(1)
     target_of = {name: i for i, name in enumerate(LABELS)}
     loss = torch.tensor(0.0)
@@ -307,6 +307,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, help="runtime forward workers (default: one per CPU)")
+    parser.add_argument("--runtime-threads", type=int, help="torch threads per runtime pass")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--work", type=Path, help="keep the trained model here and reuse it next time")
     args = parser.parse_args()
@@ -368,13 +370,15 @@ def main() -> None:
             quantize=args.quantize,
             dtype=args.dtype,
             check_samples={MODEL: CheckSample.of(eval_texts, eval_labels)},
+            workers=args.workers,
+            threads=args.runtime_threads,
         )
         t0 = time.perf_counter()
         runtime.predict_one(MODEL, bench_texts[0])
         info = runtime.info(MODEL)
         print(
-            f"runtime ready in {time.perf_counter() - t0:.1f} s: "
-            f"{info['precision']} ({info['precision_info']})"
+            f"runtime ready in {time.perf_counter() - t0:.1f} s: {info['workers']} workers × "
+            f"{info['threads']} threads, {info['precision']} ({info['precision_info']})"
         )
 
         # Agreement with fp32 unbatched answers, with the held-out texts sent concurrently (batched).
@@ -400,8 +404,18 @@ def main() -> None:
             return runtime.predict_one(MODEL, text)
 
         rows: list[dict[str, Any]] = []
+
+        # The runtime sets torch's process-wide thread count; the baseline runs with torch's default.
+        def as_baseline() -> None:
+            torch.set_num_threads(threads)
+
+        def as_runtime() -> None:
+            torch.set_num_threads(runtime.threads)
+
         for clients in CONCURRENCY:
+            as_baseline()
             base = closed_loop(baseline, bench_texts, clients, args.duration, args.warmup)
+            as_runtime()
             mine = closed_loop(ours_call, bench_texts, clients, args.duration, args.warmup)
             rows.append({"clients": clients, "baseline": base, "runtime": mine})
             print(
@@ -411,6 +425,7 @@ def main() -> None:
             )
         best = max(r["runtime"].rps for r in rows)
         half = open_loop(ours_call, bench_texts, best / 2, args.duration * 1.5)
+        as_baseline()
         base_best = max(r["baseline"].rps for r in rows)
         base_half = open_loop(baseline, bench_texts, base_best / 2, args.duration * 1.5)
         stats = runtime.info(MODEL)["batching"]

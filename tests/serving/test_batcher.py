@@ -44,6 +44,8 @@ def test_plan_passes() -> None:
     assert plan_passes([5] * 16 + [60] * 16, 32, 64) == [(0, 16), (16, 32)]  # padding 5 → 60 costs more
     assert plan_passes([40] * 16 + [48] * 16, 32, 512) == [(0, 32)]  # a little padding is cheaper
     assert plan_passes([], 32, 512) == []
+    assert plan_passes([10] * 20, 32, 512, min_passes=2) == [(0, 10), (10, 20)]  # one per worker
+    assert plan_passes([10] * 3, 32, 512, min_passes=4) == [(0, 1), (1, 2), (2, 3)]
 
 
 def test_snapshot_swap_reencodes_and_never_mixes_versions() -> None:
@@ -62,9 +64,10 @@ def test_snapshot_swap_reencodes_and_never_mixes_versions() -> None:
         batcher.close()
 
 
-def test_round_failure_reaches_its_callers_and_serving_goes_on() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_round_failure_reaches_its_callers_and_serving_goes_on(workers: int) -> None:
     snap = FakeSnapshot(1)
-    batcher = make_batcher(lambda: snap, max_wait_s=0.0)
+    batcher = make_batcher(lambda: snap, max_wait_s=0.0, workers=workers)
     try:
         bad = batcher.submit(["x" * 777], snap.encode(["x" * 777]), cast(ServedModel, snap))
         with pytest.raises(RuntimeError, match="boom"):
@@ -75,9 +78,10 @@ def test_round_failure_reaches_its_callers_and_serving_goes_on() -> None:
         batcher.close()
 
 
-def test_concurrent_submissions_are_batched_and_answered_in_order() -> None:
+@pytest.mark.parametrize("workers", [1, 3])
+def test_concurrent_submissions_are_batched_and_answered_in_order(workers: int) -> None:
     snap = FakeSnapshot(3)
-    batcher = make_batcher(lambda: snap, max_batch_size=8, max_wait_s=0.2)
+    batcher = make_batcher(lambda: snap, max_batch_size=8, max_wait_s=0.2, workers=workers)
     texts = ["a" * n for n in range(1, 41)]
     answers: dict[int, list[Any]] = {}
     barrier = threading.Barrier(len(texts))

@@ -7,24 +7,31 @@ round starts; a request whose texts were encoded by another version is re-encode
 hot reload (the runtime swapping the snapshot) never splits a round across versions, and every
 result carries the version that computed it.
 
-When to start a round: as soon as ``max_batch_size`` texts wait, or as many as the previous
-round had (in a closed loop of N clients the same N come back), or when the oldest request has
-waited ``max_wait_s``. A lone client therefore never waits for company it will not get, while
-bursts still fill batches.
+When to start a round: as soon as the round is full (``max_batch_size`` texts per worker), or as
+many texts wait as the previous round had (in a closed loop of N clients the same N come back),
+or when the oldest request has waited ``max_wait_s``. A lone client therefore never waits for
+company it will not get, while bursts still fill batches.
 
 How to cut a round into forward passes: texts are sorted by token length and split where the
 padding saved outweighs the cost of one more pass (a small dynamic program; padding every text to
-the longest wastes work, PERFORMANCE-NOTES), each pass at most ``max_batch_size`` texts.
+the longest wastes work, PERFORMANCE-NOTES), each pass at most ``max_batch_size`` texts, and at
+least one pass per worker when there are enough texts.
+
+Workers: with ``workers > 1`` the passes of a round run at the same time on a small thread pool,
+typically one single-threaded pass per core. That beats one pass spread over all cores by
+intra-op threads whenever the machine is shared: every parallel operator ends in a barrier, and a
+barrier waits for its slowest thread, which on a busy machine is one the scheduler has paused.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,10 +77,14 @@ class BatchStats:
         return out
 
 
-def plan_passes(lengths: Sequence[int], max_batch: int, overhead_tokens: int) -> list[tuple[int, int]]:
+def plan_passes(
+    lengths: Sequence[int], max_batch: int, overhead_tokens: int, min_passes: int = 1
+) -> list[tuple[int, int]]:
     """Cut ascending ``lengths`` into ``[start, end)`` passes minimising padded tokens + overhead.
 
     The cost of a pass over ``lengths[i:j]`` is ``overhead_tokens + (j - i) * lengths[j - 1]``.
+    With fewer than ``min_passes`` passes (and enough texts), the texts are instead cut into
+    ``min_passes`` equal runs, so that parallel workers all get one.
     """
     n = len(lengths)
     best = [0.0] + [float("inf")] * n
@@ -88,6 +99,10 @@ def plan_passes(lengths: Sequence[int], max_batch: int, overhead_tokens: int) ->
     while end > 0:
         passes.append((cut[end], end))
         end = cut[end]
+    if len(passes) < min(min_passes, n):
+        k = min(min_passes, n)
+        bounds = [round(i * n / k) for i in range(k + 1)]
+        return list(itertools.pairwise(bounds))
     return passes[::-1]
 
 
@@ -99,6 +114,7 @@ class MicroBatcher:
     :param run_batch: computes one forward pass: ``run_batch(snapshot, rows) -> one result per row``.
     :param max_batch_size: most texts in one forward pass.
     :param max_wait_s: longest a request waits for others before its round starts.
+    :param workers: forward passes computed at the same time (threads of a pool).
     """
 
     def __init__(
@@ -110,7 +126,10 @@ class MicroBatcher:
         max_batch_size: int = 32,
         max_wait_s: float = 0.005,
         pass_overhead_tokens: int = DEFAULT_PASS_OVERHEAD_TOKENS,
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1 (got {workers})")
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1 (got {max_batch_size})")
         if max_wait_s < 0:
@@ -119,6 +138,8 @@ class MicroBatcher:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.pass_overhead_tokens = pass_overhead_tokens
+        self.workers = workers
+        self.round_limit = max_batch_size * workers
         self.stats = BatchStats()
         self._current = current
         self._run_batch = run_batch
@@ -127,6 +148,7 @@ class MicroBatcher:
         self._expected = 1  # texts in the previous round: how many to wait for before starting
         self._cond = threading.Condition()
         self._closed = False
+        self._pool = ThreadPoolExecutor(workers, f"forward-{name}") if workers > 1 else None
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -149,6 +171,8 @@ class MicroBatcher:
             self._closed = True
             self._cond.notify_all()
         self._thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     # ------------------------------------------------------------------ the batching thread
 
@@ -173,7 +197,7 @@ class MicroBatcher:
                 if self._closed:
                     return None
                 self._cond.wait()
-            target = min(self.max_batch_size, self._expected)
+            target = min(self.round_limit, self._expected)
             deadline = self._queue[0].arrived + self.max_wait_s
             while self._queued_texts < target and not self._closed:
                 remaining = deadline - time.monotonic()
@@ -183,7 +207,7 @@ class MicroBatcher:
             round_: list[_Request] = []
             taken = 0
             # Whole requests only; one larger than a batch is taken alone and split into passes.
-            while self._queue and (not round_ or taken + len(self._queue[0].rows) <= self.max_batch_size):
+            while self._queue and (not round_ or taken + len(self._queue[0].rows) <= self.round_limit):
                 request = self._queue.popleft()
                 round_.append(request)
                 taken += len(request.rows)
@@ -204,20 +228,55 @@ class MicroBatcher:
         pending = [len(request.rows) for request in round_]
         stats.rounds += 1
         stats.requests += len(round_)
-        passes = plan_passes([n for n, _, _ in items], self.max_batch_size, self.pass_overhead_tokens)
-        for start, end in passes:
-            chunk = items[start:end]
-            outputs = self._run_batch(snapshot, [round_[r].rows[i] for _, r, i in chunk])
-            stats.forward_passes += 1
-            stats.texts += len(chunk)
-            stats.real_tokens += sum(n for n, _, _ in chunk)
-            stats.padded_tokens += len(chunk) * chunk[-1][0]
-            stats.largest_pass = max(stats.largest_pass, len(chunk))
-            for (_, r, i), output in zip(chunk, outputs, strict=True):
-                results[r][i] = output
-                pending[r] -= 1
-                if pending[r] == 0:  # answer each caller as soon as its last text is done
-                    round_[r].future.set_result((snapshot, results[r]))
+        lengths = [n for n, _, _ in items]
+        chunks = [
+            items[a:b]
+            for a, b in plan_passes(lengths, self.max_batch_size, self.pass_overhead_tokens, self.workers)
+        ]
+
+        def run(chunk: list[tuple[int, int, int]]) -> Sequence[Any]:
+            return self._run_batch(snapshot, [round_[r].rows[i] for _, r, i in chunk])
+
+        if self._pool is None or len(chunks) == 1:
+            for chunk in chunks:  # in order, answering callers as their last text is done
+                self._deliver(snapshot, round_, chunk, run(chunk), results, pending)
+            return
+        futures = {self._pool.submit(run, chunk): chunk for chunk in chunks}
+        failure: BaseException | None = None
+        for future in as_completed(futures):
+            chunk = futures[future]
+            error = future.exception()
+            if error is not None:  # fail this pass's callers; the other passes still answer theirs
+                failure = error
+                for _, r, _ in chunk:
+                    if not round_[r].future.done():
+                        round_[r].future.set_exception(error)
+                continue
+            self._deliver(snapshot, round_, chunk, future.result(), results, pending)
+        if failure is not None:
+            logger.error("batcher %s: a forward pass failed: %r", self.name, failure)
+
+    def _deliver(
+        self,
+        snapshot: ServedModel,
+        round_: list[_Request],
+        chunk: list[tuple[int, int, int]],
+        outputs: Sequence[Any],
+        results: list[list[Any]],
+        pending: list[int],
+    ) -> None:
+        """Record one finished pass and answer every caller whose last text it held."""
+        stats = self.stats
+        stats.forward_passes += 1
+        stats.texts += len(chunk)
+        stats.real_tokens += sum(n for n, _, _ in chunk)
+        stats.padded_tokens += len(chunk) * chunk[-1][0]
+        stats.largest_pass = max(stats.largest_pass, len(chunk))
+        for (_, r, i), output in zip(chunk, outputs, strict=True):
+            results[r][i] = output
+            pending[r] -= 1
+            if pending[r] == 0 and not round_[r].future.done():
+                round_[r].future.set_result((snapshot, results[r]))
 
 
 __all__ = ["DEFAULT_PASS_OVERHEAD_TOKENS", "BatchStats", "MicroBatcher", "RunBatch", "plan_passes"]

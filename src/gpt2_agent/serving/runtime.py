@@ -57,7 +57,7 @@ class _Slot:
 class ServingRuntime:
     """Serve registered models to many threads at once. Share one per process.
 
-    :param settings: ``serving_threads`` (torch threads; 0 = every usable CPU) and
+    :param settings: ``serving_threads`` (CPUs to use; 0 = every CPU this process may run on) and
         ``serving_quantize_tolerance`` (default of ``quantize_tolerance``).
     :param registry: where versions and aliases come from.
     :param max_batch_size: most texts in one forward pass.
@@ -71,6 +71,9 @@ class ServingRuntime:
         a version's own ``eval_sample.json`` is used for models not listed.
     :param train_hints: per model, the command that trains it, quoted by :class:`ModelNotReady`.
     :param alias: the alias served (``production``).
+    :param workers: forward passes computed at the same time per model (default: one per CPU).
+    :param threads: torch threads per forward pass (default: CPUs / workers). Sets torch's
+        process-wide thread count.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class ServingRuntime:
         check_samples: Mapping[str, CheckSample] | None = None,
         train_hints: Mapping[str, str] | None = None,
         alias: str = PRODUCTION,
+        workers: int | None = None,
         threads: int | None = None,
     ) -> None:
         if max_batch_size < 1:
@@ -117,7 +121,13 @@ class ServingRuntime:
         self._closed = False
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
-        self.threads = _set_threads(threads or settings.serving_threads)
+        cpus = settings.serving_threads or _usable_cpus()
+        self.workers = workers or cpus
+        self.threads = threads or max(1, cpus // self.workers)
+        if self.workers < 1 or self.threads < 1:
+            raise ValueError(f"workers and threads must be at least 1 (got {self.workers}, {self.threads})")
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
 
     # ------------------------------------------------------------------ requests
 
@@ -199,6 +209,8 @@ class ServingRuntime:
             "labels": list(served.labels),
             "precision": served.precision,
             "precision_info": dict(served.info),
+            "workers": self.workers,
+            "threads": self.threads,
             "batching": slot.batcher.stats.snapshot() if slot.batcher else {},
         }
 
@@ -307,6 +319,7 @@ class ServingRuntime:
             _classify,
             max_batch_size=self.max_batch_size,
             max_wait_s=self.max_wait_s,
+            workers=self.workers,
         )
 
     def _watch(self) -> None:
@@ -344,16 +357,12 @@ def _ref(served: ServedModel | None) -> str:
     return served.ref if served is not None else "nothing"
 
 
-def _set_threads(requested: int) -> int:
-    """Use ``requested`` torch threads, or every CPU this process may run on."""
+def _usable_cpus() -> int:
+    """CPUs this process may run on."""
     try:
-        available = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        available = os.cpu_count() or 1
-    threads = requested or available
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    return threads
+        return os.cpu_count() or 1
 
 
 __all__ = ["DEFAULT_TRAIN_HINT", "ServingRuntime"]
