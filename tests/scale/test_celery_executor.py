@@ -174,3 +174,19 @@ def test_queues_are_routed_by_task_type(tmp_path: Path, pg_url: str, broker_url:
     finally:
         executor.stop()
         engine.db.dispose()
+
+
+def test_worker_sessions_cannot_hold_locks_while_frozen(tmp_path: Path, pg_url: str) -> None:
+    """A worker stopped inside a transaction would keep its row locks from the sweeper; its
+    sessions are ended by PostgreSQL after the idle-in-transaction timeout instead."""
+    from sqlalchemy import text
+
+    settings = make_settings(tmp_path, pg_url, "redis://127.0.0.1:1/0", "unused.")  # never connects
+    engine = make_engine(settings)
+    try:
+        engine.db.dispose()
+        WorkerRuntime(engine, make_celery(settings), ["default"])
+        with engine.db.session() as session:
+            assert session.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one() == "10s"
+    finally:
+        engine.db.dispose()

@@ -101,6 +101,26 @@ def test_killed_and_stopped_workers_lose_nothing_and_duplicate_nothing(
 
         # 1. SIGKILL worker A (main process and children); a supervisor would start a new one.
         a.kill()
+
+        # 2. SIGSTOP worker B while it holds steps, for longer than a lease.
+        assert b.proc is not None
+        b_pids = group_pids(b.proc.pid)
+
+        def running() -> dict[int, tuple[str | None, int]]:
+            with engine.db.session() as s:
+                rows = s.execute(
+                    select(Task.id, Task.lease_owner, Task.attempt).where(Task.status == "running")
+                ).all()
+            return {tid: (owner, attempt) for tid, owner, attempt in rows}
+
+        def b_running() -> dict[int, int]:
+            """Steps B holds: task id -> the attempt it claimed."""
+            return {tid: att for tid, (owner, att) in running().items() if owner_pid(owner) in b_pids}
+
+        procs.wait_until(lambda: bool(b_running()), interval=0.02, what="worker B holding a step")
+        b.signal(signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        held_by_b = b_running()
         a2 = procs.Proc(
             [*procs.PY, "gpt2_agent.cli.worker", "-c", "2", "-n", f"a2-{prefix}@test"],
             env,
@@ -109,22 +129,13 @@ def test_killed_and_stopped_workers_lose_nothing_and_duplicate_nothing(
         workers.append(a2)
         a2.wait_for(procs.READY, 2)
 
-        # 2. SIGSTOP worker B while it holds steps, for longer than a lease.
-        assert b.proc is not None
-        b_pids = group_pids(b.proc.pid)
+        def taken_over() -> bool:
+            now = running()
+            return all(now.get(tid, (None, -1))[1] != att for tid, att in held_by_b.items())
 
-        def b_running() -> dict[int, int]:
-            """Steps B holds: task id -> the attempt it claimed."""
-            with engine.db.session() as s:
-                rows = s.execute(
-                    select(Task.id, Task.lease_owner, Task.attempt).where(Task.status == "running")
-                ).all()
-            return {tid: attempt for tid, owner, attempt in rows if owner_pid(owner) in b_pids}
-
-        procs.wait_until(lambda: bool(b_running()), interval=0.02, what="worker B holding a step")
-        b.signal(signal.SIGSTOP)
-        held_by_b = b_running()
-        time.sleep(LEASE + 3)  # the sweeper in A2 requeues B's steps; A2 runs them
+        # A2's sweeper requeues B's expired steps and A2 runs them, while B is still stopped.
+        procs.wait_until(taken_over, timeout=120, interval=0.1, what="B's steps taken over")
+        time.sleep(max(0.0, LEASE + 1 - (time.monotonic() - stopped_at)))
 
         # 3. SIGKILL one prefork child of A2 in the middle of a step.
         assert a2.proc is not None

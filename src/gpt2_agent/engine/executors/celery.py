@@ -22,6 +22,7 @@ from typing import Any
 
 from celery import Celery
 from celery.exceptions import Reject
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from gpt2_agent.engine.core import Engine
@@ -30,6 +31,7 @@ from gpt2_agent.engine.executors.celery_app import TASK_NAME, make_celery, queue
 from gpt2_agent.engine.executors.outbox import Dispatcher, Outbox, Publication
 from gpt2_agent.engine.runner import Runner
 from gpt2_agent.engine.workloads import ExecuteTask
+from gpt2_agent.store import Database
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class WorkerRuntime:
     def __init__(self, engine: Engine, app: Celery, queues: Sequence[str]) -> None:
         self.engine = engine
         self.queues = list(queues)
+        limit_idle_transactions(engine.db, max(engine.settings.lease_seconds, 10.0))
         self.worker = worker_id("celery:")
         self.runner = Runner(engine, self.worker, self.queues)
         self.publisher = CeleryExecutor(engine, queues=self.queues, app=app)
@@ -145,3 +148,23 @@ class WorkerRuntime:
                 self.engine.sweep(actor=f"sweeper:{self.worker}")
             except Exception as exc:
                 log.warning("sweep failed: %s", exc)
+
+
+def limit_idle_transactions(db: Database, seconds: float) -> None:
+    """Have PostgreSQL end this process's sessions that sit idle inside a transaction.
+
+    A worker frozen in the middle of a transaction (SIGSTOP, a paused VM) keeps its row locks,
+    and the sweeper (``SKIP LOCKED``) could never take its steps over; PostgreSQL's
+    ``idle_in_transaction_session_timeout`` ends such a session and releases the locks. No
+    transaction of the engine waits on its client for anywhere near this long.
+    """
+    if db.is_sqlite:
+        return
+    milliseconds = int(seconds * 1000)
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {milliseconds}")
+        dbapi_conn.commit()
+
+    event.listen(db.engine, "connect", on_connect)
