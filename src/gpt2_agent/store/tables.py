@@ -7,5 +7,6 @@ from gpt2_agent.store import (
     nlu_tables,  # noqa: F401
     payments_tables,  # noqa: F401
     registry_tables,  # noqa: F401
+    rl_tables,  # noqa: F401
     training_tables,  # noqa: F401
 )
