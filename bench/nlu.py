@@ -136,8 +136,11 @@ def read_snips() -> tuple[list[NluExample], list[NluExample], list[NluExample]]:
 # --- models ----------------------------------------------------------------------------------------
 
 
+THREADS = [max(1, min(2, os.cpu_count() or 1))]  # set from --threads
+
+
 def _threads() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
+    return THREADS[0]
 
 
 def _fit(
@@ -450,7 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--snips-train-limit", type=int, default=0)
     ap.add_argument("--latency-requests", type=int, default=200)
     ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
+    ap.add_argument("--threads", type=int, default=THREADS[0], help="torch threads (default: min(2, cores))")
     args = ap.parse_args(argv)
+    THREADS[0] = args.threads
+    torch.set_num_threads(args.threads)
     parts = {p.strip() for p in args.only.split(",") if p.strip()}
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
