@@ -30,8 +30,10 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+def run_cli(
+    env: dict[str, str], *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     if check and result.returncode != 0:
         raise AssertionError(f"gpt2-agent {' '.join(args)} failed: {result.stderr}")
     return result

@@ -21,12 +21,13 @@ SetOpt = Annotated[
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    from gpt2_agent.cli.distributed import HpoWorkerError
     from gpt2_agent.registry.errors import RegistryError
     from gpt2_agent.training.config import ConfigError
     from gpt2_agent.training.data.errors import DataError
     from gpt2_agent.training.trainer import TrainingError
 
-    return (ConfigError, DataError, TrainingError, RegistryError, FileNotFoundError)
+    return (ConfigError, DataError, TrainingError, RegistryError, FileNotFoundError, HpoWorkerError)
 
 
 def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
@@ -177,6 +178,9 @@ def hpo(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel worker processes")] = 1,
     set_: SetOpt = None,
     study: Annotated[str | None, typer.Option("--study", help="Study name (continued if it exists)")] = None,
+    register: Annotated[
+        bool, typer.Option("--register/--no-register", help="Register the best model as a candidate")
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Search hyperparameters with Optuna (TPE, median pruning); the best model becomes a candidate."""
