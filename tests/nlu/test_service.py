@@ -33,6 +33,7 @@ def test_not_ready_until_a_version_is_in_production(
     fast_settings: Settings, database: Database, registry: Registry, tiny_nlu: NluTrainResult
 ) -> None:
     service = NluService(fast_settings, database, registry)
+    assert service.warm() is False and service.status()["version"] is None
     with pytest.raises(NluModelNotReady) as err:
         service.parse("hello")
     assert isinstance(err.value, ModelNotReady) and "gpt2-agent train configs/nlu.toml" in str(err.value)
@@ -40,6 +41,7 @@ def test_not_ready_until_a_version_is_in_production(
     with pytest.raises(NluModelNotReady):
         service.parse("hello")  # registered, not promoted
     registry.set_alias("nlu", "production", v1, by="test")
+    assert service.warm() is True and service.status()["version"] == v1
     parse = service.parse("帮我审核一下订单 66120")
     assert parse["model"] == {"name": "nlu", "version": v1}
     assert {k: parse["entities"][0][k] for k in ("entity", "value", "start", "end")} == {

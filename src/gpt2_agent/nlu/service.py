@@ -96,6 +96,15 @@ class NluService:
         result["model"] = {"name": self.name, "version": loaded.version}
         return result
 
+    def warm(self) -> bool:
+        """Load the served version now (at server start) so the first request does not wait;
+        False when there is none yet (requests then raise :class:`NluModelNotReady`)."""
+        try:
+            self._current()
+        except NluModelNotReady:
+            return False
+        return True
+
     def status(self) -> dict[str, Any]:
         """The served model and version (``version`` is None before the first load)."""
         loaded = self._loaded
