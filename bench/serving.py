@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import random
 import statistics
 import tempfile
@@ -318,6 +319,7 @@ def main() -> None:
     t_start = time.perf_counter()
 
     peak_fp32, peak_bf16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(
         f"threads {threads}; matmul peak fp32 {peak_fp32 / 1e9:.0f} GFLOP/s, "
         f"bf16 {peak_bf16 / 1e9:.0f} GFLOP/s"
@@ -453,7 +455,10 @@ def main() -> None:
         f"target predictions unchanged (agreement ≥ 0.99): {agreement:.4f} "
         f"{'PASS' if agreement >= 0.99 else 'FAIL'}"
     )
-    print(f"total bench time {time.perf_counter() - t_start:.0f} s")
+    print(
+        f"total bench time {time.perf_counter() - t_start:.0f} s; load average at end: "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     if args.json:
         payload = {
             "threads": threads,
