@@ -95,3 +95,19 @@ def test_dialogue_on_the_real_model(
     task = engine.get_task(done["actions"][0]["id"])
     assert task.input == {"order_no": "66120", "amount": "4500.00", "currency": "CNY"}
     service.close()
+
+
+def test_train_nlu_registers_and_promotes_on_the_eval_set(settings: Settings, database: Database) -> None:
+    from gpt2_agent.nlu.train import train_nlu
+    from tests.nlu.conftest import TINY_CONFIG
+
+    quick = ["train.max_steps=3", "nlu.generate_scale=0.03", "tokenizer.vocab_size=400"]
+    first = train_nlu(TINY_CONFIG, settings, quick, progress=False, db=database, resume=False)
+    assert first.registered_version == 1 and first.promoted is True
+    registry = Registry(settings, database)
+    version = registry.get_version("nlu", 1)
+    assert version.eval_set_hash and "intent_accuracy" in version.metrics and "fresh_slot_f1" in version.metrics
+    assert registry.get_model("nlu").metric == "intent_accuracy"
+    assert set(registry.get_model("nlu").aliases) == {"candidate", "production"}
+    second = train_nlu(TINY_CONFIG, settings, [*quick, "train.seed=1"], progress=False, db=database, resume=False)
+    assert second.registered_version == 2 and second.promoted is not None and second.promotion_note
