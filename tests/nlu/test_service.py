@@ -106,8 +106,10 @@ def test_train_nlu_registers_and_promotes_on_the_eval_set(settings: Settings, da
     assert first.registered_version == 1 and first.promoted is True
     registry = Registry(settings, database)
     version = registry.get_version("nlu", 1)
-    assert version.eval_set_hash and "intent_accuracy" in version.metrics and "fresh_slot_f1" in version.metrics
+    assert version.eval_set_hash
+    assert "intent_accuracy" in version.metrics and "fresh_slot_f1" in version.metrics
     assert registry.get_model("nlu").metric == "intent_accuracy"
     assert set(registry.get_model("nlu").aliases) == {"candidate", "production"}
-    second = train_nlu(TINY_CONFIG, settings, [*quick, "train.seed=1"], progress=False, db=database, resume=False)
+    again = [*quick, "train.seed=1"]
+    second = train_nlu(TINY_CONFIG, settings, again, progress=False, db=database, resume=False)
     assert second.registered_version == 2 and second.promoted is not None and second.promotion_note
