@@ -56,9 +56,23 @@ def test_predict_equals_unbatched_reference(
     assert runtime.predict(MODEL, []) == []
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_concurrent_requests_share_forward_passes(
-    runtime: ServingRuntime, publish: Publish, tokenizer: PreTrainedTokenizerFast
+    sqlite_settings: Settings,
+    registry: Registry,
+    publish: Publish,
+    tokenizer: PreTrainedTokenizerFast,
+    workers: int,
 ) -> None:
+    runtime = ServingRuntime(
+        sqlite_settings,
+        registry,
+        dtype="fp32",
+        max_wait_ms=20.0,
+        reload_interval_s=0,
+        threads=1,
+        workers=workers,
+    )
     model = tiny_classifier(tokenizer, seed=2)
     publish(model)
     runtime.predict_one(MODEL, "warm up")  # load outside the timed part
@@ -87,6 +101,7 @@ def test_concurrent_requests_share_forward_passes(
     assert torch.allclose(_probs([results[i] for i in range(len(texts))]), expected, atol=1e-5)
     stats = runtime.info(MODEL)["batching"]
     assert stats["forward_passes"] >= len(calls) and stats["mean_pass_size"] > 1
+    runtime.close()
 
 
 def test_model_not_ready_names_the_training_command(
@@ -146,7 +161,9 @@ def test_hot_reload_under_concurrent_requests(
     }
     assert not torch.allclose(expected[1], expected[2], atol=1e-2)  # the versions are told apart
     publish_model(registry, tmp_path / "v1", v1_model, tokenizer)
-    rt = ServingRuntime(settings, registry, dtype="fp32", max_wait_ms=2.0, reload_interval_s=0.05, threads=1)
+    rt = ServingRuntime(
+        settings, registry, dtype="fp32", max_wait_ms=2.0, reload_interval_s=0.05, threads=1, workers=2
+    )
     rt.predict_one(MODEL, texts[0])
     errors: list[BaseException] = []
     seen: list[list[int]] = [[] for _ in range(8)]

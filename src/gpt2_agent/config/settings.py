@@ -74,9 +74,12 @@ class Settings(BaseSettings):
     # Models and data.
     models_dir: Path | None = None
     warehouse_url: str = ""
-    # Serving: torch threads for inference (0: every CPU this process may use), and the largest drop
-    # in accuracy on the check sample that int8 quantization may cause before it is refused.
+    # Serving: CPUs for inference (0: every CPU this process may use), split among this many
+    # parallel forward passes per model (1: one pass on all of them; one per CPU holds up better
+    # on a shared host), and the largest drop in accuracy on the check sample that int8
+    # quantization may cause before it is refused.
     serving_threads: int = Field(default=0, ge=0, le=1024)
+    serving_workers: int = Field(default=1, ge=1, le=1024)
     serving_quantize_tolerance: float = Field(default=0.01, ge=0.0, le=1.0)
 
     # Orders. The payment gateway is "sandbox" (the warehouse's accounts and cards) or

@@ -57,8 +57,9 @@ class _Slot:
 class ServingRuntime:
     """Serve registered models to many threads at once. Share one per process.
 
-    :param settings: ``serving_threads`` (CPUs to use; 0 = every CPU this process may run on) and
-        ``serving_quantize_tolerance`` (default of ``quantize_tolerance``).
+    :param settings: ``serving_threads`` (CPUs to use; 0 = every CPU this process may run on),
+        ``serving_workers`` and ``serving_quantize_tolerance`` (defaults of ``workers`` and
+        ``quantize_tolerance``).
     :param registry: where versions and aliases come from.
     :param max_batch_size: most texts in one forward pass.
     :param max_wait_ms: longest a request waits for others to share its forward pass.
@@ -71,9 +72,11 @@ class ServingRuntime:
         a version's own ``eval_sample.json`` is used for models not listed.
     :param train_hints: per model, the command that trains it, quoted by :class:`ModelNotReady`.
     :param alias: the alias served (``production``).
-    :param workers: forward passes computed at the same time per model (default: one per CPU).
-    :param threads: torch threads per forward pass (default: CPUs / workers). Sets torch's
-        process-wide thread count.
+    :param workers: forward passes computed at the same time per model. One pass using every CPU
+        is the default; one single-threaded pass per CPU keeps its throughput when other
+        processes compete for the CPUs (see ``batcher``).
+    :param threads: torch threads per forward pass (default: CPUs / workers). This sets torch's
+        process-wide thread count, which other torch work in the process then shares.
     """
 
     def __init__(
@@ -122,7 +125,7 @@ class ServingRuntime:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         cpus = settings.serving_threads or _usable_cpus()
-        self.workers = workers or cpus
+        self.workers = workers or settings.serving_workers
         self.threads = threads or max(1, cpus // self.workers)
         if self.workers < 1 or self.threads < 1:
             raise ValueError(f"workers and threads must be at least 1 (got {self.workers}, {self.threads})")
