@@ -29,11 +29,12 @@ ACTIONS: tuple[GateAction, ...] = ("auto_approve", "auto_reject", "escalate")
 APPROVE, REJECT, ESCALATE = 0, 1, 2
 AUTOMATED = (APPROVE, REJECT)
 
-ENV_VERSION = "order-stream/1"
+ENV_VERSION = "order-stream/2"
 """Observation layout and action order; bump it whenever either changes."""
 
 OBS_FIELDS: tuple[str, ...] = (
     "probability",  # the audit model's probability of approve
+    "log_odds",  # its log-odds, clipped to [-8, 8] and mapped to [0, 1]: resolves 0.97 from 0.99
     "amount",  # log10(1 + amount) / 5, capped at 1 (100k)
     "new_account",  # 0 / 1
     "address_mismatch",  # 0 / 1
@@ -41,6 +42,9 @@ OBS_FIELDS: tuple[str, ...] = (
     "velocity",  # the customer's orders in the last 24h beyond the first, capped at 4, / 4
 )
 OBS_DIM = len(OBS_FIELDS)
+AMOUNT_COLUMN = OBS_FIELDS.index("amount")
+NEW_ACCOUNT_COLUMN = OBS_FIELDS.index("new_account")
+MISMATCH_COLUMN = OBS_FIELDS.index("address_mismatch")
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -121,9 +125,13 @@ def observe_arrays(
     velocity: FloatArray,
 ) -> FloatArray:
     """``(n, OBS_DIM)`` observations of many orders at once."""
+    p = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0)
+    eps = 1e-6
+    log_odds = np.log((p + eps) / (1.0 - p + eps))
     obs = np.stack(
         [
-            np.clip(probability, 0.0, 1.0),
+            p,
+            (np.clip(log_odds, -8.0, 8.0) + 8.0) / 16.0,
             np.clip(np.log10(1.0 + np.maximum(amount, 0.0)) / 5.0, 0.0, 1.0),
             (np.asarray(new_account) > 0.5).astype(np.float64),
             (np.asarray(address_mismatch) > 0.5).astype(np.float64),
@@ -137,7 +145,7 @@ def observe_arrays(
 
 def amount_of(obs: FloatArray) -> FloatArray:
     """The amounts back from observations (inverse of the amount column; exact below 100k)."""
-    return np.asarray(10.0 ** (np.asarray(obs)[..., 1] * 5.0) - 1.0, dtype=np.float64)
+    return np.asarray(10.0 ** (np.asarray(obs)[..., AMOUNT_COLUMN] * 5.0) - 1.0, dtype=np.float64)
 
 
 __all__ = [

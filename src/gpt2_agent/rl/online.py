@@ -192,12 +192,14 @@ def _learn(
     revealed: dict[int, float],
     previous: tuple[int, int, float, dict[int, float]] | None,
 ) -> None:
-    # With gamma > 0 the previous order's entry bootstraps on this one (its successor).
-    if learner.config.gamma > 0 and previous is not None:
-        pj, pa, pc, prev_revealed = previous
-        learner.update(
-            int(states[pj]), pa, pc, next_state=int(states[j]), next_action=action, revealed=prev_revealed
-        )
+    # With gamma > 0 an order's entry bootstraps on its successor, so it is learned one order
+    # late; the last order of the stream has none.
+    if learner.config.gamma > 0:
+        if previous is not None:
+            pj, pa, pc, prev_revealed = previous
+            learner.update(
+                int(states[pj]), pa, pc, next_state=int(states[j]), next_action=action, revealed=prev_revealed
+            )
         if j == len(states) - 1:
             learner.update(int(states[j]), action, cost, revealed=revealed)
         return
@@ -213,13 +215,17 @@ def run_sb3(
     seed: int = 0,
     episode_length: int = 256,
     name: str = "",
+    prior: bool = True,
     **overrides: Any,
 ) -> tuple[RunResult, Any]:
     """Train an SB3 learner on ``stream`` in time order, one pass: every order it sees is an
-    order it decides. Returns what it paid and the trained model."""
+    order it decides. Returns what it paid and the trained model.
+
+    :param prior: warm-start the network from the cost model (:func:`~gpt2_agent.rl.sb3.warm_start`).
+    """
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from gpt2_agent.rl.sb3 import make_model
+    from gpt2_agent.rl.sb3 import make_model, warm_start
 
     n = len(stream)
     paid: list[float] = []
@@ -235,7 +241,13 @@ def run_sb3(
 
     started = time.perf_counter()
     env = OrderStreamEnv(stream, costs, rules, episode_length=episode_length)
+    if prior and algo == "dqn":
+        # A warm-started Q-network already knows better than random actions and wide exploration.
+        overrides.setdefault("learning_starts", 0)
+        overrides.setdefault("exploration_initial_eps", 0.02)
     model = make_model(algo, env, seed=seed, **overrides)  # type: ignore[arg-type]
+    if prior:
+        warm_start(model, costs, rules, reward_scale=env.reward_scale, seed=seed)
     model.learn(total_timesteps=n, callback=Recorder())
     return (
         RunResult(

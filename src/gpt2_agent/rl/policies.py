@@ -25,7 +25,15 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from gpt2_agent.rl.features import APPROVE, ESCALATE, OBS_DIM, REJECT, amount_of
+from gpt2_agent.rl.features import (
+    APPROVE,
+    ESCALATE,
+    MISMATCH_COLUMN,
+    NEW_ACCOUNT_COLUMN,
+    OBS_DIM,
+    REJECT,
+    amount_of,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -142,9 +150,9 @@ class Discretizer:
         a_bin = np.searchsorted(np.asarray(self.amount_edges), amount_of(obs) - 1e-6, side="right")
         idx = p_bin * (len(self.amount_edges) + 1) + a_bin
         if self.new_account:
-            idx = idx * 2 + (obs[:, 2] > 0.5)
+            idx = idx * 2 + (obs[:, NEW_ACCOUNT_COLUMN] > 0.5)
         if self.address_mismatch:
-            idx = idx * 2 + (obs[:, 3] > 0.5)
+            idx = idx * 2 + (obs[:, MISMATCH_COLUMN] > 0.5)
         return np.asarray(idx, dtype=np.int64)
 
     def representatives(self) -> tuple[FloatArray, FloatArray]:

@@ -9,6 +9,10 @@ safetensors (see :mod:`gpt2_agent.rl.artifact`).
 Defaults suit the problem: ``gamma = 0`` (orders do not depend on earlier decisions), small
 networks (two layers of 32), and DQN exploring between 0.1 and 0.01 (SB3's epsilon-greedy).
 Every hyper-parameter can be overridden with keyword arguments of the SB3 class.
+
+:func:`warm_start` gives a network the prior the tabular learners start from (the cost model's
+expected costs at the audit model's face value), so it does not pay for random decisions on the
+first orders of a live stream.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from gpt2_agent.rl.costs import CostModel
 from gpt2_agent.rl.env import OrderStreamEnv
-from gpt2_agent.rl.policies import MLP, NetworkPolicy
+from gpt2_agent.rl.policies import MLP, NetworkPolicy, greedy
+from gpt2_agent.rl.safety import HardRules
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +36,21 @@ NET_ARCH = [32, 32]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "dqn": {
-        "learning_rate": 1e-3,
+        "learning_rate": 3e-4,
         "buffer_size": 50_000,
         "learning_starts": 100,
         "batch_size": 64,
         "gamma": 0.0,
-        "train_freq": 1,
+        "train_freq": 4,
         "gradient_steps": 1,
         "target_update_interval": 200,
         "exploration_fraction": 0.05,
         "exploration_initial_eps": 0.1,
         "exploration_final_eps": 0.01,
     },
-    "a2c": {"learning_rate": 1e-3, "n_steps": 16, "gamma": 0.0, "ent_coef": 0.0},
+    "a2c": {"learning_rate": 1e-4, "n_steps": 64, "gamma": 0.0, "ent_coef": 0.0},
     "ppo": {
-        "learning_rate": 1e-3,
+        "learning_rate": 3e-4,
         "n_steps": 256,
         "batch_size": 64,
         "n_epochs": 4,
@@ -74,6 +80,84 @@ def train(algo: Algo, env: OrderStreamEnv, total_timesteps: int, *, seed: int = 
     model = make_model(algo, env, seed=seed, **overrides)
     model.learn(total_timesteps=total_timesteps)
     return model
+
+
+def prior_observations(n: int, *, seed: int = 0) -> Any:
+    """``n`` observations spread over the whole observation space (no order data involved):
+    probabilities uniform and spread in log-odds, amounts log-uniform from 5 to 20,000."""
+    import numpy as np
+
+    from gpt2_agent.rl.features import observe_arrays
+
+    rng = np.random.default_rng(seed)
+    # Half uniform, half spread on the log-odds scale (most orders look safe to the audit model).
+    p = np.where(rng.random(n) < 0.5, rng.random(n), 1.0 / (1.0 + np.exp(-rng.normal(2.0, 3.0, n))))
+    amount = np.exp(rng.uniform(np.log(5.0), np.log(20_000.0), n))
+    return observe_arrays(
+        p,
+        amount,
+        new_account=(rng.random(n) < 0.3).astype(float),
+        address_mismatch=(rng.random(n) < 0.2).astype(float),
+        log2_ratio=rng.exponential(0.7, n),
+        velocity=1.0 + rng.poisson(0.4, n),
+    )
+
+
+def warm_start(
+    model: Any,
+    costs: CostModel,
+    rules: HardRules,
+    *,
+    reward_scale: float = 100.0,
+    steps: int = 1000,
+    seed: int = 0,
+) -> None:
+    """Start a network where the tabular learners start: from the cost model's expected costs
+    with the audit model's probability taken at face value (no outcomes are used).
+
+    DQN: Q-values regressed to ``-expected cost / reward_scale`` (what the hard rules forbid
+    costs what an escalation costs). A2C/PPO: the actor imitates the cheapest action, the critic
+    its value.
+    """
+    import numpy as np
+
+    from gpt2_agent.rl.features import ESCALATE, amount_of
+
+    obs = prior_observations(4096, seed=seed)
+    p = obs[:, 0]
+    expected = costs.expected_costs(amount_of(obs), p)
+    allowed = rules.allowed(p, amount_of(obs))
+    expected = np.where(allowed, expected, expected[:, [ESCALATE]])
+    # Costs far above a review never decide anything (an escalation is always there), so they are
+    # capped; the loss is measured in review costs so that the differences that do decide count.
+    cap = 4.0 * max(costs.review_cost, 1e-6)
+    unit = reward_scale / max(costs.review_cost, 1e-6)
+    x = torch.as_tensor(obs, dtype=torch.float32)
+    q_target = torch.as_tensor(-np.minimum(expected, cap) / reward_scale, dtype=torch.float32)
+    best = torch.as_tensor(greedy(expected, lowest=True).argmax(axis=1), dtype=torch.long)  # ties: escalate
+    gen = torch.Generator().manual_seed(seed)
+    name = type(model).__name__.lower()
+    if name == "dqn":
+        net = model.q_net
+        params = list(net.parameters())
+    else:
+        params = list(model.policy.parameters())
+    optimizer = torch.optim.Adam(params, lr=3e-3)
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (256,), generator=gen)
+        if name == "dqn":
+            loss = nn.functional.mse_loss(net(x[idx]) * unit, q_target[idx] * unit)
+        else:
+            dist = model.policy.get_distribution(x[idx])
+            values = model.policy.predict_values(x[idx]).squeeze(-1)
+            loss = nn.functional.cross_entropy(dist.distribution.logits, best[idx]) + nn.functional.mse_loss(
+                values * unit, q_target[idx].max(dim=1).values * unit
+            )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    if name == "dqn":
+        model.q_net_target.load_state_dict(model.q_net.state_dict())
 
 
 def _linears(module: nn.Module) -> list[nn.Linear]:
@@ -117,4 +201,13 @@ def export(model: Any, *, epsilon: float = 0.0) -> NetworkPolicy:
     return NetworkPolicy(net, output, epsilon=epsilon)
 
 
-__all__ = ["DEFAULTS", "SB3_ALGOS", "Algo", "export", "make_model", "train"]
+__all__ = [
+    "DEFAULTS",
+    "SB3_ALGOS",
+    "Algo",
+    "export",
+    "make_model",
+    "prior_observations",
+    "train",
+    "warm_start",
+]

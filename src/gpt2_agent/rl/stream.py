@@ -225,7 +225,7 @@ def toy_orders(n: int, *, seed: int = 0, reviewer_noise: float = 0.0) -> list[St
     amount = np.round(np.exp(rng.normal(np.log(250.0), 0.8, n)), 2)
     new = rng.random(n) < 0.3
     mismatch = rng.random(n) < 0.2
-    logit = -3.0 + 2.0 * new + 1.5 * mismatch + 0.6 * np.log(amount / 250.0) + rng.normal(0, 1.5, n)
+    logit = -3.5 + 2.0 * new + 1.5 * mismatch + 0.6 * np.log(amount / 250.0) + rng.normal(0, 2.5, n)
     risk = 1.0 / (1.0 + np.exp(-logit))
     bad = rng.random(n) < risk
     flip = rng.random(n) < reviewer_noise
