@@ -99,7 +99,7 @@ def prior_observations(n: int, *, seed: int = 0) -> Any:
         new_account=(rng.random(n) < 0.3).astype(float),
         address_mismatch=(rng.random(n) < 0.2).astype(float),
         log2_ratio=rng.exponential(0.7, n),
-        velocity=1.0 + rng.poisson(0.4, n),
+        velocity=np.asarray(1.0 + rng.poisson(0.4, n), dtype=np.float64),
     )
 
 
