@@ -69,7 +69,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def bench(url: str, home: Path, sequential: int, runs: int, concurrency: int) -> dict[str, float]:
-    settings = load_settings(home=home, database_url=url, executor_concurrency=concurrency, poll_interval_seconds=0.5)
+    settings = load_settings(
+        home=home, database_url=url, executor_concurrency=concurrency, poll_interval_seconds=0.5
+    )
     db = create_database(url)
     upgrade(db)
     engine = Engine(db, settings)
@@ -87,9 +89,9 @@ def bench(url: str, home: Path, sequential: int, runs: int, concurrency: int) ->
                 done = {
                     r
                     for (r,) in s.execute(
-                        text("SELECT id FROM workflow_runs WHERE status = 'succeeded' AND id IN :ids").bindparams(
-                            bindparam("ids", expanding=True)
-                        ),
+                        text(
+                            "SELECT id FROM workflow_runs WHERE status = 'succeeded' AND id IN :ids"
+                        ).bindparams(bindparam("ids", expanding=True)),
                         {"ids": list(pending)},
                     )
                 }
@@ -138,7 +140,9 @@ def bench(url: str, home: Path, sequential: int, runs: int, concurrency: int) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=200, help="runs for the throughput measurement")
     parser.add_argument("--sequential", type=int, default=100, help="one-at-a-time runs for overhead")
     parser.add_argument("--concurrency", type=int, default=8)
@@ -165,7 +169,14 @@ def main() -> None:
                     conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
 
     table = Table(title="Engine: 3-step workflow of trivial steps, local executor")
-    for col in ("database", "step overhead median (ms)", "p99 (ms)", "runs/s", "bare commit (ms)", "overhead / commit"):
+    for col in (
+        "database",
+        "step overhead median (ms)",
+        "p99 (ms)",
+        "runs/s",
+        "bare commit (ms)",
+        "overhead / commit",
+    ):
         table.add_column(col, justify="right")
     for name, r in results.items():
         table.add_row(
@@ -179,7 +190,9 @@ def main() -> None:
     Console().print(table)
     sqlite = results["SQLite (WAL, synchronous=FULL)"]
     verdict = "meets" if sqlite["median_ms"] <= 2.0 else "misses"
-    Console().print(f"Target: median step overhead <= 2 ms on SQLite -> {verdict} ({sqlite['median_ms']:.2f} ms)")
+    Console().print(
+        f"Target: median step overhead <= 2 ms on SQLite -> {verdict} ({sqlite['median_ms']:.2f} ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from gpt2_agent.engine.workflows import StepDef, WorkflowDef
 from gpt2_agent.store.base import utcnow
 from gpt2_agent.store.engine_tables import Approval, Task, WorkflowRun
 
-
 _DEFINITIONS: dict[str, WorkflowDef] = {}
 
 
