@@ -200,3 +200,31 @@ def test_fallback_per_workflow(settings: Settings) -> None:
         )
     )
     assert plain.decide(_features(0.99, "10.00")).action == "escalate"
+
+
+def test_the_gate_learns_online_from_the_feedback_log(
+    settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    from gpt2_agent.actions.gate import GateFeatures as ActionFeatures
+    from gpt2_agent.actions.gate import GateService
+    from gpt2_agent.rl.feedback_log import FeedbackLog
+
+    settings = settings.model_copy(
+        update={"gate_policy_reload_seconds": 0.0, "gate_explore_min": 0.0, "gate_explore_max": 0.0}
+    )
+    registry = Registry(settings, database)
+    disc = Discretizer()
+    table = np.tile([1.0, 50.0, 8.0], (disc.n_states, 1))  # approving looks cheap everywhere
+    _publish(settings, registry, TabularPolicy(disc, table, np.full_like(table, 3.0)), tmp_path)
+    gate = load_gate(settings, registry, db=database, online=True)
+    service = GateService(settings, database, gate)
+    feedback = FeedbackLog(database)
+    actions = []
+    for i in range(12):  # a fraud wave on small orders the policy thought were safe
+        order = ActionFeatures(probability=0.97, amount=Decimal("80.00"), order_no=str(20000 + i))
+        decision, row = service.decide(order, key=f"wave-{i}")
+        actions.append(decision.action)
+        if decision.action == "auto_approve":
+            feedback.record_outcome("chargeback", "chargeback", decision_id=row)
+    assert actions[0] == "auto_approve" and actions[-1] == "escalate"  # it learned, in this process
+    assert gate.serving == "gate-policy:1"

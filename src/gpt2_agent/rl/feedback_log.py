@@ -36,7 +36,7 @@ from sqlalchemy import String, and_, cast, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
 from gpt2_agent.rl.costs import CostModel
-from gpt2_agent.rl.features import ACTIONS, APPROVE, ESCALATE, REJECT, observe
+from gpt2_agent.rl.features import ACTIONS, APPROVE, ESCALATE, OBS_DIM, REJECT, observe
 from gpt2_agent.rl.ope import LoggedData
 from gpt2_agent.store import Database
 from gpt2_agent.store.feedback_tables import ApprovalFeedback, GateDecisionLog
@@ -379,7 +379,7 @@ class FeedbackLog:
         ]
         n = len(rows)
         return LoggedData(
-            obs=np.asarray([d.obs for d in rows], dtype=np.float64).reshape(n, -1),
+            obs=np.asarray([d.obs for d in rows], dtype=np.float64).reshape(n, OBS_DIM),
             probability=np.asarray([d.probability for d in rows], dtype=np.float64),
             amount=np.asarray([d.amount for d in rows], dtype=np.float64),
             action=np.asarray([d.action for d in rows], dtype=np.int64),

@@ -14,7 +14,12 @@ from gpt2_agent.store.feedback_tables import GateDecisionLog
 
 
 def gate_stats(
-    db: Database, costs: CostModel | None = None, *, since: dt.datetime | None = None, recent: int = 5000
+    db: Database,
+    costs: CostModel | None = None,
+    *,
+    since: dt.datetime | None = None,
+    recent: int = 5000,
+    ingest: bool = False,
 ) -> dict[str, Any]:
     """The gate's current policy, decisions by action, automation rate and cost per order.
 
@@ -22,11 +27,16 @@ def gate_stats(
     :param since: count decisions from this time on (default: all).
     :param recent: the cost per order is computed over the last ``recent`` decisions whose
         outcome is known.
+    :param ingest: first join new reviewer decisions and payment results to their decisions
+        (:meth:`~gpt2_agent.rl.feedback_log.FeedbackLog.ingest`; idempotent, but it writes).
 
     Returns ``{"policy", "decisions", "by_action", "automation_rate", "cost_per_order",
     "known_outcomes", "by_policy", "rejected_feedback"}``; ``cost_per_order`` is None until some
     outcome is known.
     """
+    log = FeedbackLog(db, costs)
+    if ingest:
+        log.ingest()
     with db.session() as s:
         query = select(GateDecisionLog.action, func.count(GateDecisionLog.id)).group_by(
             GateDecisionLog.action
@@ -46,7 +56,6 @@ def gate_stats(
         ).first()
     total = sum(by_action.values())
     automated = by_action.get("auto_approve", 0) + by_action.get("auto_reject", 0)
-    log = FeedbackLog(db, costs)
     since_id = max(int(last[0]) - recent, 0) if last is not None else 0
     joined = [d for d in log.joined(since_id=since_id) if since is None or d.created_at >= since]
     known = [d.cost for d in joined if d.cost is not None]
