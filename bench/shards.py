@@ -23,11 +23,51 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS_EN = (
-    "order payment refund invoice customer shipped delivered address card expired balance audit approve "
-    "reject please urgent receipt upload email amount total discount coupon warehouse return exchange "
-    "the a of to and for with on is was my your this that we you it"
-).split()
+WORDS_EN = [
+    "order",
+    "payment",
+    "refund",
+    "invoice",
+    "customer",
+    "shipped",
+    "delivered",
+    "address",
+    "card",
+    "expired",
+    "balance",
+    "audit",
+    "approve",
+    "reject",
+    "please",
+    "urgent",
+    "receipt",
+    "upload",
+    "email",
+    "amount",
+    "total",
+    "discount",
+    "coupon",
+    "warehouse",
+    "return",
+    "exchange",
+    "the",
+    "a",
+    "of",
+    "to",
+    "and",
+    "for",
+    "with",
+    "on",
+    "is",
+    "was",
+    "my",
+    "your",
+    "this",
+    "that",
+    "we",
+    "you",
+    "it",
+]
 WORDS_ZH = list(
     "订单支付退款发票客户已发货送达地址银行卡过期余额审核通过拒绝请尽快收据上传邮件金额总计优惠券仓库退货换货的了是我你这那们"
 )
