@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,8 +54,17 @@ class PgSchema:
         return f"{PG_URL}?options=-csearch_path%3D{self.name}"
 
     def drop(self) -> None:
-        with self._admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
+        # Threads of the app under test may still be finishing a transaction: wait briefly, retry.
+        for attempt in range(3):
+            try:
+                with self._admin.connect() as conn:
+                    conn.execute(text("SET lock_timeout = '5s'"))
+                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
+                time.sleep(1)
         self._admin.dispose()
 
 

@@ -53,7 +53,7 @@ def order_outcome_task() -> TaskType[OrderOutcomeInput, OrderOutcomeOutput]:
         input_model=OrderOutcomeInput,
         output_model=OrderOutcomeOutput,
         fn=order_outcome,
-        retry=RetryPolicy(max_attempts=1),
+        retry=RetryPolicy(max_attempts=3, initial_backoff_seconds=1),  # a pure check: safe to rerun
         timeout_seconds=10.0,
         description="End an order run: succeed when paid, fail with the reason otherwise.",
     )
