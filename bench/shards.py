@@ -174,7 +174,8 @@ def main() -> None:
         start = time.perf_counter()
         train_tokenizer(lines(sample), vocab_size=args.vocab, out_dir=root / "tok")
         print(
-            f"tokenizer: byte-level BPE, {args.vocab} tokens, trained on 5 MB in {time.perf_counter() - start:.1f}s"
+            f"tokenizer: byte-level BPE, {args.vocab} tokens, "
+            f"trained on 5 MB in {time.perf_counter() - start:.1f}s"
         )
         rows = []
         for size in sizes:
@@ -209,7 +210,8 @@ def main() -> None:
         for r in rows:
             print(
                 f"{r['mb']:6.0f}MB {r['mb_per_s']:6.1f} {r['tokens_per_s']:10.0f} {r['tokens']:12d} "
-                f"{r['documents']:10d} {r['shards']:6d} {r['peak_rss_mb_write']:8.0f}MB {r['blocks_per_s']:9.0f} "
+                f"{r['documents']:10d} {r['shards']:6d} {r['peak_rss_mb_write']:8.0f}MB "
+                f"{r['blocks_per_s']:9.0f} "
                 f"{r['peak_rss_mb_total']:8.0f}MB"
             )
 

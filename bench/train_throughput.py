@@ -264,7 +264,8 @@ def main() -> None:
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     peaks = {p: matmul_peak(p, args.threads) for p in ("fp32", "bf16")}
     print(
-        f"matmul peak ({args.threads} threads, 2048^3): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s"
+        f"matmul peak ({args.threads} threads, 2048^3): fp32 {peaks['fp32']:.0f} GFLOP/s, "
+        f"bf16 {peaks['bf16']:.0f} GFLOP/s"
     )
     print(
         f"model: GPT-2 {N_LAYER} layers, d={N_EMBD}, {N_HEAD} heads, context {CONTEXT}, batch {BATCH}, "
