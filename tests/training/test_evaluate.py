@@ -133,3 +133,29 @@ def test_evaluate_language_model_folder(tmp_path: Path) -> None:
     tok.save_pretrained(tmp_path / "lm")
     metrics = evaluate_model(tmp_path / "lm", texts)
     assert metrics["task"] == "causal_lm" and metrics["perplexity"] > 1 and metrics["n_tokens"] > 0
+
+
+def test_load_eval_examples_from_files(tmp_path: Path) -> None:
+    from gpt2_agent.training.datasets import DatasetError, load_eval_examples
+
+    csv = tmp_path / "eval.csv"
+    csv.write_text("text,label\norder 1 ok,ok\norder 2 fraud,fraud\n", encoding="utf-8")
+    examples = load_eval_examples(csv, task="sequence_classification")
+    assert examples == [Example(text="order 1 ok", label="ok"), Example(text="order 2 fraud", label="fraud")]
+    jsonl = tmp_path / "nlu.jsonl"
+    jsonl.write_text(
+        json.dumps(
+            {
+                "text": "pay A-1",
+                "intent": "order_payment",
+                "entities": [{"entity": "order_no", "value": "A-1"}],
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    nlu = load_eval_examples(jsonl, task="joint_nlu", label_field="intent")
+    assert nlu[0] == Example(text="pay A-1", label="order_payment", entities=(Span("order_no", 4, 7),))
+    assert load_eval_examples(csv, task="causal_lm") == ["order 1 ok", "order 2 fraud"]
+    with pytest.raises(DatasetError, match="format"):
+        load_eval_examples(tmp_path / "x.txt", task="causal_lm")

@@ -41,7 +41,8 @@ SCRIPT = textwrap.dedent(
     dist.all_gather(gathered, flat)
     same = all(torch.equal(gathered[0], g) for g in gathered)
     with open(os.path.join(out, f"rank{{rank}}.json"), "w") as fh:
-        json.dump({{"seen": seen, "same": same, "resumed_from": result.resumed_from, "steps": result.steps}}, fh)
+        report = {{"seen": seen, "same": same, "resumed_from": result.resumed_from, "steps": result.steps}}
+        json.dump(report, fh)
     dist.destroy_process_group()
     """
 )

@@ -19,6 +19,7 @@ _EXPORTS = {
     "TrainingConfig": "gpt2_agent.training.config",
     "load_config": "gpt2_agent.training.config",
     "DatasetError": "gpt2_agent.training.datasets",
+    "load_eval_examples": "gpt2_agent.training.datasets",
     "Example": "gpt2_agent.training.encoding",
     "Span": "gpt2_agent.training.encoding",
     "evaluate_model": "gpt2_agent.training.evaluate",
@@ -37,7 +38,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from gpt2_agent.training.config import ConfigError, TrainingConfig, load_config
-    from gpt2_agent.training.datasets import DatasetError
+    from gpt2_agent.training.datasets import DatasetError, load_eval_examples
     from gpt2_agent.training.encoding import Example, Span
     from gpt2_agent.training.evaluate import evaluate_model
     from gpt2_agent.training.hpo import HPOResult, run_hpo
@@ -68,6 +69,7 @@ __all__ = [
     "TrainingError",
     "evaluate_model",
     "load_config",
+    "load_eval_examples",
     "load_tokenizer",
     "run_hpo",
     "train_from_config",

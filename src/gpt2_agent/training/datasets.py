@@ -261,6 +261,46 @@ def lm_texts(cfg: DataConfig, settings: Settings | None = None) -> TextStreams:
     return TextStreams(open=open_split, source=source_name)
 
 
+def load_eval_examples(
+    data: str | Path | Mapping[str, Any],
+    *,
+    task: str,
+    settings: Settings | None = None,
+    text_field: str = "text",
+    label_field: str = "label",
+    split: str = "test",
+) -> list[Example] | list[str]:
+    """Examples to evaluate a saved model on (see ``evaluate.evaluate_model``).
+
+    :param data: ``"order_audit"`` (that split of the warehouse's decided orders), a CSV, JSONL
+        or Parquet file (by suffix), or a source table such as ``{"kind": "sql", ...}``.
+    :param task: the model's task; language models get plain texts.
+    """
+    cfg_fields: dict[str, Any] = {"text_field": text_field, "label_field": label_field}
+    if isinstance(data, str) and data in ("order_audit", "warehouse_corpus"):
+        cfg = DataConfig(dataset=data, **cfg_fields)
+        if task == "causal_lm":
+            return list(lm_texts(cfg, settings).open(split))
+        splits = _order_audit(cfg, settings)
+        return {"train": splits.train, "validation": splits.validation, "test": splits.test}[split]
+    if isinstance(data, Mapping):
+        spec = dict(data)
+    else:
+        path = Path(data)
+        kind = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}.get(path.suffix.lower())
+        if kind is None:
+            raise DatasetError(f"cannot tell the format of {path}: use .csv, .jsonl or .parquet")
+        spec = {"kind": kind, "path": str(path)}
+    cfg = DataConfig(dataset="records", source=spec, **cfg_fields)
+    source = open_source(spec, base_dir=Path.cwd())
+    examples = list(
+        records_to_examples(source, cfg, with_entities=task in ("token_classification", "joint_nlu"))
+    )
+    if task == "causal_lm":
+        return [ex.text for ex in examples]
+    return examples
+
+
 def _redact(url: str) -> str:
     try:
         from sqlalchemy.engine import make_url
@@ -277,6 +317,7 @@ __all__ = [
     "check_trainable",
     "examples_hash",
     "lm_texts",
+    "load_eval_examples",
     "load_examples",
     "ratios",
     "records_to_examples",

@@ -343,8 +343,8 @@ def evaluate_model(
     """Evaluate a saved model folder (weights + tokenizer) on ``data``.
 
     :param data: labelled :class:`Example` objects (classifiers, taggers, joint NLU) or plain
-        texts (language models). ``gpt2_agent.training.datasets.load_eval_examples`` reads them
-        from a file, a source table or the warehouse.
+        texts (language models). :func:`gpt2_agent.training.datasets.load_eval_examples` reads
+        them from a file, a source table or the warehouse.
     :param out_dir: if given, ``metrics.json`` and the plots are written there.
     """
     from gpt2_agent.training.shards import BlockBatches, BlockStream, write_shards
