@@ -61,7 +61,7 @@ class TrainingMetric(Base):
 
 def create_run(db: Database, *, name: str, config: dict[str, Any], model_name: str | None = None) -> int:
     """Insert a ``queued`` run; returns its id."""
-    with db.session() as s:
+    with db.write_session() as s:
         run = TrainingRun(
             name=name, config=config, status="queued", model_name=model_name, created_at=utcnow()
         )
@@ -78,7 +78,7 @@ def update_run(db: Database, run_id: int, **fields: Any) -> None:
     status = fields.get("status")
     if status is not None and status not in RUN_STATUSES:
         raise ValueError(f"unknown run status {status!r} (known: {', '.join(RUN_STATUSES)})")
-    with db.session() as s:
+    with db.write_session() as s:
         run = s.get(TrainingRun, run_id)
         if run is None:
             raise KeyError(f"training run {run_id} does not exist")
@@ -98,13 +98,13 @@ def add_metrics(db: Database, run_id: int, rows: Iterable[tuple[int, str, str, f
         for step, split, name, value in rows
     ]
     if values:
-        with db.session() as s:
+        with db.write_session() as s:
             s.execute(insert(TrainingMetric), values)
 
 
 def delete_metrics_after(db: Database, run_id: int, step: int) -> None:
     """Drop the rows a killed run wrote after the checkpoint it resumes from."""
-    with db.session() as s:
+    with db.write_session() as s:
         s.execute(delete(TrainingMetric).where(TrainingMetric.run_id == run_id, TrainingMetric.step > step))
 
 

@@ -138,7 +138,7 @@ def start_training(
         {"training_run_id": run_id, "config": body.config, "overrides": overrides},
         submitted_by=principal.name,
     )
-    with db.session() as session:
+    with db.write_session() as session:  # read-then-write: take SQLite's write lock up front
         run = session.get(TrainingRun, run_id)
         assert run is not None
         run.config = {**(run.config or {}), "_task": {"id": submitted.id}}
