@@ -58,7 +58,7 @@ def test_sb3_learners_beat_always_escalate(
 def test_dqn_learns_from_the_stream_alone(
     train_stream: OrderStream, test_stream: OrderStream, costs: CostModel, rules: HardRules
 ) -> None:
-    _, model = run_sb3("dqn", train_stream, costs, rules, seed=0, prior=False)
+    _, model = run_sb3("dqn", train_stream, costs, rules, seed=0, prior=False, learning_rate=1e-3)
     learned = _cost(export(model), test_stream, costs, rules)
     assert learned < _cost(FixedPolicy(ESCALATE), test_stream, costs, rules)
 
