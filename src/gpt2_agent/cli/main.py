@@ -44,13 +44,18 @@ def _mount_optional() -> None:
     for module, name in (
         ("gpt2_agent.cli.demo", "demo"),
         ("gpt2_agent.cli.models", "models"),
+        ("gpt2_agent.cli.rl", "rl"),
     ):
         try:
             sub = importlib.import_module(module)
         except ImportError:
             continue
         app.add_typer(sub.app, name=name)
-    for module, command in (("gpt2_agent.cli.chat", "chat"), ("gpt2_agent.cli.worker", "worker")):
+    for module, command in (
+        ("gpt2_agent.cli.chat", "chat"),
+        ("gpt2_agent.cli.worker", "worker"),
+        ("gpt2_agent.cli.rl", "retrain"),
+    ):
         try:
             app.command(command)(getattr(importlib.import_module(module), command))
         except (ImportError, AttributeError):
