@@ -141,7 +141,7 @@ def tfidf_logreg(
 
 
 def gpt2_audit_model(
-    config: Path, settings: Settings, work: Path, overrides: Sequence[str]
+    config: Path, settings: Settings, work: Path, overrides: Sequence[str], *, resume: bool = False
 ) -> tuple[dict[str, float], str]:
     """Train the GPT-2 audit model with the project's pipeline; P(reject) per test order number.
 
@@ -156,7 +156,7 @@ def gpt2_audit_model(
 
     run_dir = work / "gpt2-run"
     every = [f'output_dir="{run_dir}"', "register.enabled=false", "eval.plots=false", *overrides]
-    result = train_from_config(config, settings, overrides=every, progress=False, resume=False)
+    result = train_from_config(config, settings, overrides=every, progress=False, resume=resume)
     model = load_model(result.model_dir)
     tokenizer = load_tokenizer(result.model_dir)
     id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
@@ -200,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--set", dest="overrides", action="append", default=[], help="config override, e.g. train.epochs=2"
     )
     parser.add_argument("--skip-gpt2", action="store_true")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue GPT-2 training from the run folder's last checkpoint"
+    )
     args = parser.parse_args(argv)
 
     work: Path = args.work.resolve()
@@ -240,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"tfidf-logreg done in {rows[-1].seconds:.0f}s", flush=True)
     if not args.skip_gpt2:
         t = time.perf_counter()
-        scores, note = gpt2_audit_model(args.config, settings, work, args.overrides)
+        scores, note = gpt2_audit_model(args.config, settings, work, args.overrides, resume=args.resume)
         p = np.array([scores[r.key] for r in test])
         rows.append(score("gpt2", y, p, time.perf_counter() - t, note))
 
