@@ -42,7 +42,7 @@ def test_shipped_configs_load(path: Path) -> None:
     # NLU configs add an [nlu] section that the NLU trainer takes off before the pipeline sees it.
     cfg = load_config(split_config(path)[0]) if is_nlu_config(path) else load_config(path)
     assert cfg.name and (cfg.train.max_steps or cfg.train.epochs)
-    if ".tiny." not in path.name:
+    if ".tiny." not in path.name and not is_nlu_config(path):  # the NLU model is sized for latency
         assert (cfg.model.n_layer, cfg.model.n_embd, cfg.model.n_head) == (6, 384, 6)
 
 

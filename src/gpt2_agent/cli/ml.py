@@ -22,12 +22,13 @@ SetOpt = Annotated[
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from gpt2_agent.cli.distributed import HpoWorkerError
+    from gpt2_agent.nlu.errors import NluError
     from gpt2_agent.registry.errors import RegistryError
     from gpt2_agent.training.config import ConfigError
     from gpt2_agent.training.data.errors import DataError
     from gpt2_agent.training.trainer import TrainingError
 
-    return (ConfigError, DataError, TrainingError, RegistryError, FileNotFoundError, HpoWorkerError)
+    return (ConfigError, DataError, TrainingError, RegistryError, FileNotFoundError, HpoWorkerError, NluError)
 
 
 def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
@@ -61,10 +62,23 @@ def train(
     from gpt2_agent.training import train_from_config
 
     settings = load_settings()
+    from gpt2_agent.nlu.train import is_nlu_config, train_nlu
+
     try:
-        result = train_from_config(
-            config, settings, overrides=list(set_ or []), progress=progress and not as_json, resume=not fresh
-        )
+        if is_nlu_config(config):  # NLU configs carry an [nlu] section: their own data builder
+            nlu_result = train_nlu(
+                config, settings, list(set_ or []), progress and not as_json, resume=not fresh
+            )
+            result = nlu_result.pipeline
+            result.registered_version = nlu_result.registered_version
+        else:
+            result = train_from_config(
+                config,
+                settings,
+                overrides=list(set_ or []),
+                progress=progress and not as_json,
+                resume=not fresh,
+            )
         promotion = _promote(settings, result) if promote else None
     except _known_errors() as exc:
         fail(escape(str(exc)), 2)
