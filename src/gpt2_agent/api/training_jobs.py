@@ -75,6 +75,10 @@ def train_task(settings: Settings) -> TaskType[TrainIn, TrainOut]:
         path = configs_dir() / inp.config
         if not path.is_file():
             raise PermanentError(f"unknown training config {inp.config!r}")
+        from gpt2_agent.nlu.train import is_nlu_config
+
+        if is_nlu_config(path):
+            raise PermanentError(f"{inp.config} is an NLU config: train it with `gpt2-agent train {path}`")
         try:
             result = train_from_config(
                 path,

@@ -115,8 +115,11 @@ def _evaluation(run: TrainingRun) -> dict[str, Any] | None:
 
 @router.get("/training-configs", response_model=list[ConfigOut])
 def list_configs(_: PrincipalDep) -> list[dict[str, str]]:
-    """Training configs shipped with the product."""
-    return [{"name": name} for name in shipped_configs()]
+    """Training configs shipped with the product that the API can run."""
+    from gpt2_agent.api.training_jobs import configs_dir
+    from gpt2_agent.nlu.train import is_nlu_config
+
+    return [{"name": name} for name in shipped_configs() if not is_nlu_config(configs_dir() / name)]
 
 
 @router.post("/training-runs", status_code=201, response_model=TrainingRunOut)
