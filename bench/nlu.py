@@ -275,7 +275,14 @@ def snips(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     slot_labels = bio_labels({e.entity for ex in train for e in ex.entities})
     torch.manual_seed(0)
     tok = train_tokenizer((ex.text for ex in train), vocab_size=4000, min_frequency=2, model_max_length=64)
-    spec = ModelSpec(task="joint_nlu", n_layer=4, n_embd=256, n_head=4, n_positions=64, dropout=0.1)
+    spec = ModelSpec(
+        task="joint_nlu",
+        n_layer=args.snips_layers,
+        n_embd=args.snips_width,
+        n_head=args.snips_width // 64,
+        n_positions=64,
+        dropout=0.1,
+    )
     model = build_model(
         spec,
         vocab_size=len(tok),
@@ -285,9 +292,10 @@ def snips(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         slot_labels=slot_labels,
     )
     feats = tagging_features(tok, to_train, slot_labels, 64, intents=intents)
-    batches = TensorBatches(feats, batch_size=32, pad_token_id=tok.pad_token_id, seed=0, group_by_length=True)
+    bs = args.snips_batch
+    batches = TensorBatches(feats, batch_size=bs, pad_token_id=tok.pad_token_id, seed=0, group_by_length=True)
     cfg = TrainerConfig(
-        lr=1e-3, weight_decay=0.05, batch_size=32, epochs=args.snips_epochs, warmup_ratio=0.05,
+        lr=2e-3, weight_decay=0.05, batch_size=bs, epochs=args.snips_epochs, warmup_ratio=0.05,
         precision=args.precision, threads=_threads(), seed=0, log_every=100,
     )  # fmt: skip
     seconds = _fit(model, cfg, batches, work / "snips")
@@ -453,15 +461,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--nlu-set", action="append", default=[], help="override for configs/nlu.toml (repeatable)"
     )
-    ap.add_argument("--banking-epochs", type=float, default=12)
+    # Measured on Banking77 (shared 2-core machine): 2 layers x 192 with 3 epochs of LM pretraining
+    # 87.9-88.0; without pretraining 86.8; 4 layers x 256 without pretraining 86.6 (it overfits).
+    ap.add_argument("--banking-epochs", type=float, default=10)
     ap.add_argument("--banking-pretrain-epochs", type=float, default=3)
-    ap.add_argument("--banking-layers", type=int, default=4)
-    ap.add_argument("--banking-width", type=int, default=256)
+    ap.add_argument("--banking-layers", type=int, default=2)
+    ap.add_argument("--banking-width", type=int, default=192)
     ap.add_argument("--banking-vocab", type=int, default=4000)
-    ap.add_argument("--banking-batch", type=int, default=32)
-    ap.add_argument("--banking-lr", type=float, default=1e-3)
+    ap.add_argument("--banking-batch", type=int, default=64)
+    ap.add_argument("--banking-lr", type=float, default=2e-3)
     ap.add_argument("--banking-skip-tfidf", action="store_true", help="only the GPT-2 model (experiments)")
-    ap.add_argument("--snips-epochs", type=float, default=2)
+    ap.add_argument("--snips-epochs", type=float, default=3)
+    ap.add_argument("--snips-layers", type=int, default=2)
+    ap.add_argument("--snips-width", type=int, default=192)
+    ap.add_argument("--snips-batch", type=int, default=64)
     ap.add_argument("--snips-train-limit", type=int, default=0)
     ap.add_argument("--latency-requests", type=int, default=200)
     ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
