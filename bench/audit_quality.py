@@ -86,6 +86,21 @@ def score(name: str, y: np.ndarray, p: np.ndarray, seconds: float, note: str = "
     )
 
 
+def auc_difference(
+    y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, *, rounds: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """ROC-AUC of ``p_a`` minus that of ``p_b`` on the same orders, with a paired bootstrap 95% CI."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(rounds):
+        idx = rng.integers(0, len(y), len(y))
+        if y[idx].min() == y[idx].max():
+            continue
+        diffs.append(roc_auc_score(y[idx], p_a[idx]) - roc_auc_score(y[idx], p_b[idx]))
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return float(roc_auc_score(y, p_a) - roc_auc_score(y, p_b)), float(lo), float(hi)
+
+
 def reject_target(records: Sequence[AuditRecord]) -> np.ndarray:
     """1 where the reviewers rejected (the dataset's label is 1 = approve)."""
     return np.array([r.label == REJECT for r in records], dtype=np.int64)
@@ -232,20 +247,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     rows: list[Row] = []
+    predictions: dict[str, np.ndarray] = {}
     t = time.perf_counter()
+    predictions["gbt-tabular"] = gbt_tabular(train, val, test)
     rows.append(
-        score("gbt-tabular", y, gbt_tabular(train, val, test), time.perf_counter() - t, "tabular features")
+        score("gbt-tabular", y, predictions["gbt-tabular"], time.perf_counter() - t, "tabular features")
     )
     print(f"gbt-tabular done in {rows[-1].seconds:.0f}s", flush=True)
     t = time.perf_counter()
-    p, note = tfidf_logreg(train, val, test)
-    rows.append(score("tfidf-logreg", y, p, time.perf_counter() - t, note))
+    predictions["tfidf-logreg"], note = tfidf_logreg(train, val, test)
+    rows.append(score("tfidf-logreg", y, predictions["tfidf-logreg"], time.perf_counter() - t, note))
     print(f"tfidf-logreg done in {rows[-1].seconds:.0f}s", flush=True)
     if not args.skip_gpt2:
         t = time.perf_counter()
         scores, note = gpt2_audit_model(args.config, settings, work, args.overrides, resume=args.resume)
-        p = np.array([scores[r.key] for r in test])
-        rows.append(score("gpt2", y, p, time.perf_counter() - t, note))
+        predictions["gpt2"] = np.array([scores[r.key] for r in test])
+        rows.append(score("gpt2", y, predictions["gpt2"], time.perf_counter() - t, note))
 
     # The warehouse's hidden policy, before label noise: the best any model could hope for.
     company = build_company(args.orders, seed=args.seed, label_noise=args.label_noise)
@@ -257,6 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'model':<20} {'ROC-AUC':>8} {'F1':>7} {'ECE':>7} {'seconds':>8}  note")
     for r in rows:
         print(f"{r.name:<20} {r.auc:>8.4f} {r.f1:>7.4f} {r.ece:>7.4f} {r.seconds:>8.1f}  {r.note}")
+    comparisons: dict[str, dict[str, Any]] = {}
+    if "gpt2" in predictions:
+        print()
+        for baseline in ("gbt-tabular", "tfidf-logreg"):
+            diff, lo, hi = auc_difference(y, predictions["gpt2"], predictions[baseline])
+            comparisons[baseline] = {"auc_difference": diff, "ci95": [lo, hi]}
+            print(f"gpt2 - {baseline}: ROC-AUC {diff:+.4f} (paired bootstrap 95% CI {lo:+.4f} .. {hi:+.4f})")
     report = {
         "orders": args.orders,
         "seed": args.seed,
@@ -266,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dataset": dataset_fingerprint(records),
         "split_sizes": {"train": len(train), "validation": len(val), "test": len(test)},
         "rows": [r.__dict__ for r in rows],
+        "gpt2_vs": comparisons,
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "audit_quality.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
