@@ -130,6 +130,7 @@ def decode_bio(
 
     Byte-level tokens carry their leading space, so spans are trimmed of edge whitespace.
     """
+    tags, probs = _word_level(tags, probs, offsets, text)
     spans: list[ModelSpan] = []
     current: list[Any] | None = None  # [entity, start, end, [probs]]
 
@@ -158,6 +159,36 @@ def decode_bio(
         current = [kind, a, b, [p]]
     close()
     return spans
+
+
+def _same_kind(a: str, b: str) -> bool:
+    """Both ASCII letters, or both digits: BPE pieces of one word or one number."""
+    return (a.isascii() and a.isalpha() and b.isascii() and b.isalpha()) or (a.isdigit() and b.isdigit())
+
+
+def _word_level(
+    tags: Sequence[str], probs: Sequence[float], offsets: Sequence[tuple[int, int]], text: str
+) -> tuple[list[str], list[float]]:
+    """Give every BPE piece of a word the tag of the word's first piece.
+
+    The slot head tags pieces; a word split into ``L`` + ``indsey`` must not come out as two
+    entities. Pieces belong to one word when they touch without a space and continue the same
+    run of letters or digits, or when they share a character (bytes of one Chinese character).
+    """
+    out_tags, out_probs = list(tags), list(probs)
+    n = min(len(tags), len(offsets))
+    for i in range(1, n):
+        a, b = offsets[i]
+        pa, pb = offsets[i - 1]
+        if b <= a or pb <= pa:
+            continue
+        joined = a < pb or (a == pb and not text[a].isspace() and _same_kind(text[pb - 1], text[a]))
+        if not joined:
+            continue
+        head = out_tags[i - 1]
+        out_tags[i] = "O" if head == "O" else f"I-{head[2:]}"
+        out_probs[i] = out_probs[i - 1]
+    return out_tags, out_probs
 
 
 def _read_json(path: Path) -> dict[str, Any]:
