@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,35 @@ from gpt2_agent.store.base import utcnow
 from gpt2_agent.store.engine_tables import Approval, Task, TaskEvent, WorkflowRun
 
 log = logging.getLogger(__name__)
+
+# Hot-path statements (claim, complete, advance), built once and run on the session's connection:
+# plain statements skip the ORM unit of work, which costs more than the database work of a step.
+_CLAIM_COLUMNS = select(
+    Task.id,
+    Task.type,
+    Task.queue,
+    Task.input,
+    Task.attempt,
+    Task.max_attempts,
+    Task.timeout_seconds,
+    Task.idempotency_key,
+    Task.run_id,
+    Task.step_name,
+    Task.submitted_by,
+)
+# SET columns come from the parameter names; ``b_*`` parameters are the WHERE clause.
+_TAKE = update(Task).where(Task.id == bindparam("b_id"), Task.status == TaskState.QUEUED)
+_START_RUN = update(WorkflowRun).where(
+    WorkflowRun.id == bindparam("b_id"), WorkflowRun.status == RunState.QUEUED
+)
+_COMPLETE = update(Task).where(
+    Task.id == bindparam("b_id"),
+    Task.status == TaskState.RUNNING,
+    Task.lease_owner == bindparam("b_worker"),
+    Task.attempt == bindparam("b_attempt"),
+)
+_LOAD_RUN = select(WorkflowRun.__table__).where(WorkflowRun.id == bindparam("b_id"))
+_SAVE_RUN = update(WorkflowRun).where(WorkflowRun.id == bindparam("b_id"))
 
 DecisionListener = Callable[[Session, Approval, WorkflowRun], None]
 
@@ -175,10 +204,11 @@ class Engine:
             )
             session.add(run)
             session.flush()
-            events.record(
-                session, actor=submitted_by, to_state=RunState.QUEUED, run_id=run.id, reason="started"
-            )
-            queued.extend(runs.advance(session, run, self.handlers, actor=submitted_by))
+            with events.batched(session):
+                events.record(
+                    session, actor=submitted_by, to_state=RunState.QUEUED, run_id=run.id, reason="started"
+                )
+                queued.extend(t.id for t in runs.advance(session, run, self.handlers, actor=submitted_by))
             return run.id
 
         result = self._idempotent(f"run:{workflow}:{scope}", idempotency_key, body_hash, "run", create)
@@ -226,38 +256,62 @@ class Engine:
         if limit <= 0:
             return []
         now = utcnow()
-        stmt: Select[Task] = (
-            select(Task)
-            .where(Task.status == TaskState.QUEUED, Task.run_at <= now)
+        stmt = (
+            _CLAIM_COLUMNS.where(Task.status == TaskState.QUEUED, Task.run_at <= now)
             .order_by(Task.id)
             .limit(limit)
         )
         if queues:
             stmt = stmt.where(Task.queue.in_(list(queues)))
-        if not self.db.is_sqlite:
-            stmt = stmt.with_for_update(skip_locked=True)
-        with self.db.write_session() as session:
-            tasks = list(session.scalars(stmt))
-            return [self._take(session, task, worker, now) for task in tasks]
+        return self._claim_rows(stmt, worker, now)
 
     def claim_task(self, task_id: int, worker: str) -> Claim | None:
         """Claim one specific task if it is ready (used by executors that deliver task ids)."""
         now = utcnow()
-        stmt = select(Task).where(Task.id == task_id, Task.status == TaskState.QUEUED, Task.run_at <= now)
+        stmt = _CLAIM_COLUMNS.where(Task.id == task_id, Task.status == TaskState.QUEUED, Task.run_at <= now)
+        claims = self._claim_rows(stmt, worker, now)
+        return claims[0] if claims else None
+
+    def _claim_rows(self, stmt: Select[Any], worker: str, now: dt.datetime) -> list[Claim]:
         if not self.db.is_sqlite:
             stmt = stmt.with_for_update(skip_locked=True)
-        with self.db.write_session() as session:
-            task = session.scalars(stmt).first()
-            return self._take(session, task, worker, now) if task else None
+        with self.db.write_session() as session, events.batched(session):
+            conn = session.connection()
+            tasks = [runs.QueuedTask(*row) for row in conn.execute(stmt)]
+            claims = [self._take(session, conn, task, worker, now) for task in tasks]
+            return [c for c in claims if c is not None]
 
-    def _take(self, session: Session, task: Task, worker: str, now: dt.datetime) -> Claim:
-        task.status = TaskState.RUNNING
-        task.attempt += 1
-        task.lease_owner = worker
-        task.lease_until = now + dt.timedelta(seconds=self.settings.lease_seconds)
-        task.heartbeat_at = now
-        task.started_at = now
-        task.deadline_at = now + dt.timedelta(seconds=task.timeout_seconds) if task.timeout_seconds else None
+    def _take(
+        self,
+        session: Session,
+        conn: Connection,
+        task: runs.QueuedTask,
+        worker: str,
+        now: dt.datetime,
+        run: WorkflowRun | None = None,
+    ) -> Claim | None:
+        """Move a queued task (selected under the write lock) to running for ``worker``.
+
+        ``run`` is the task's run when the caller holds it (its status is then changed in place);
+        otherwise a queued run is marked running by statement.
+        """
+        attempt = task.attempt + 1
+        deadline = now + dt.timedelta(seconds=task.timeout_seconds) if task.timeout_seconds else None
+        result = conn.execute(
+            _TAKE,
+            {
+                "b_id": task.id,
+                "status": TaskState.RUNNING,
+                "attempt": attempt,
+                "lease_owner": worker,
+                "lease_until": now + dt.timedelta(seconds=self.settings.lease_seconds),
+                "heartbeat_at": now,
+                "started_at": now,
+                "deadline_at": deadline,
+            },
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            return None  # not queued any more: claimed once only
         events.record(
             session,
             actor=worker,
@@ -265,33 +319,44 @@ class Engine:
             to_state=TaskState.RUNNING,
             task_id=task.id,
             run_id=task.run_id,
-            reason=f"claimed (attempt {task.attempt} of {task.max_attempts})",
-            attempt=task.attempt,
+            reason=f"claimed (attempt {attempt} of {task.max_attempts})",
+            attempt=attempt,
         )
         if task.run_id is not None:
-            run = session.get(WorkflowRun, task.run_id)
-            if run is not None and run.status == RunState.QUEUED:
-                run.status = RunState.RUNNING
+            if run is not None:
+                started = run.status == RunState.QUEUED
+                if started:
+                    run.status = RunState.RUNNING
+            else:
+                started = (
+                    getattr(
+                        conn.execute(_START_RUN, {"b_id": task.run_id, "status": RunState.RUNNING}),
+                        "rowcount",
+                        0,
+                    )
+                    == 1
+                )
+            if started:
                 events.record(
                     session,
                     actor=worker,
                     from_state=RunState.QUEUED,
                     to_state=RunState.RUNNING,
-                    run_id=run.id,
+                    run_id=task.run_id,
                 )
         self._count(task.type, TaskState.RUNNING)
         return Claim(
             task_id=task.id,
             type=task.type,
             input=task.input,
-            attempt=task.attempt,
+            attempt=attempt,
             max_attempts=task.max_attempts,
             worker=worker,
             idempotency_key=task.idempotency_key,
             run_id=task.run_id,
             step_name=task.step_name,
             submitted_by=task.submitted_by,
-            deadline_at=task.deadline_at,
+            deadline_at=deadline,
             started_at=now,
         )
 
@@ -314,16 +379,22 @@ class Engine:
         transaction, saving a round trip through the queue.
         """
         now = utcnow()
-        queued: list[int] = []
+        queued: list[runs.QueuedTask] = []
         next_claim: Claim | None = None
-        with self.db.write_session() as session:
-            result = session.execute(
-                update(Task)
-                .where(self._fence(claim))
-                .values(
-                    status=TaskState.SUCCEEDED, output=output, finished_at=now, lease_owner=None, error=None
-                )
-                .execution_options(synchronize_session=False)
+        with self.db.write_session() as session, events.batched(session):
+            conn = session.connection()
+            result = conn.execute(
+                _COMPLETE,
+                {
+                    "b_id": claim.task_id,
+                    "b_worker": claim.worker,
+                    "b_attempt": claim.attempt,
+                    "status": TaskState.SUCCEEDED,
+                    "output": output,
+                    "finished_at": now,
+                    "lease_owner": None,
+                    "error": None,
+                },
             )
             if getattr(result, "rowcount", 0) != 1:
                 log.warning("completion of task %s attempt %s fenced out", claim.task_id, claim.attempt)
@@ -337,21 +408,46 @@ class Engine:
                 run_id=claim.run_id,
                 attempt=claim.attempt,
             )
-            if claim.run_id is not None:
-                run = session.get(WorkflowRun, claim.run_id, with_for_update=not self.db.is_sqlite)
-                if run is not None and run.status not in TERMINAL_RUN_STATES:
-                    runs.record_step_output(run, claim.step_name or "", output)
-                    run.current_step += 1
-                    queued = runs.advance(session, run, self.handlers, actor=claim.worker)
-            if chain_queues is not None and len(queued) == 1:
-                task = session.get(Task, queued[0])
-                if task is not None and task.queue in chain_queues and task.type in self.handlers:
-                    next_claim = self._take(session, task, claim.worker, utcnow())
-                    queued = []
+            run = self._load_run(conn, claim.run_id) if claim.run_id is not None else None
+            if run is not None and run.status not in TERMINAL_RUN_STATES:
+                runs.record_step_output(run, claim.step_name or "", output)
+                run.current_step += 1
+                queued = runs.advance(session, run, self.handlers, actor=claim.worker)
+                if chain_queues is not None and len(queued) == 1:
+                    task = queued[0]
+                    if task.queue in chain_queues and task.type in self.handlers:
+                        next_claim = self._take(session, conn, task, claim.worker, utcnow(), run=run)
+                        queued = []
+                self._save_run(conn, run)
         self._observe(claim, "succeeded", now)
         self._count(claim.type, TaskState.SUCCEEDED)
-        self._notify(queued)
+        self._notify([t.id for t in queued])
         return True, next_claim
+
+    def _load_run(self, conn: Connection, run_id: int) -> WorkflowRun | None:
+        """The run, locked for this transaction, as a detached object; write it with :meth:`_save_run`.
+
+        Read and written by statement: the ORM identity map and flush cost more than the step.
+        """
+        stmt = _LOAD_RUN.with_for_update() if not self.db.is_sqlite else _LOAD_RUN
+        row = conn.execute(stmt, {"b_id": run_id}).first()
+        return WorkflowRun(**row._mapping) if row is not None else None
+
+    @staticmethod
+    def _save_run(conn: Connection, run: WorkflowRun) -> None:
+        # Every field that advancing a run may change (``updated_at`` is set by its onupdate).
+        conn.execute(
+            _SAVE_RUN,
+            {
+                "b_id": run.id,
+                "status": run.status,
+                "context": run.context,
+                "current_step": run.current_step,
+                "output": run.output,
+                "error": run.error,
+                "finished_at": run.finished_at,
+            },
+        )
 
     def fail(self, claim: Claim, error: str, *, retryable: bool) -> str | None:
         """Record a failed attempt: requeue with backoff, or fail for good. Returns the new state."""
@@ -635,7 +731,7 @@ class Engine:
                     run_id=run.id,
                     reason=f"approved step {approval.step_name!r}",
                 )
-                queued = runs.advance(session, run, self.handlers, actor=by)
+                queued = [t.id for t in runs.advance(session, run, self.handlers, actor=by)]
             else:
                 runs.finish(
                     session,

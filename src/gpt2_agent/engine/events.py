@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
@@ -10,6 +14,8 @@ from gpt2_agent.store.engine_tables import TaskEvent
 
 SYSTEM_ACTOR = "system"
 
+# Where a transaction collects its events while batching (see :func:`batched`).
+_PENDING = "gpt2_agent.engine.events"
 
 # One statement object for every event: its compiled form and cache key are reused.
 _INSERT = insert(TaskEvent)
@@ -29,17 +35,42 @@ def record(
     """Append one event row in the caller's transaction.
 
     Goes straight to the connection (no ORM bookkeeping): events are written, never updated.
+    Inside :func:`batched` the row is written when the batch closes, still in this transaction.
     """
-    session.connection().execute(
-        _INSERT,
-        {
-            "task_id": task_id,
-            "run_id": run_id,
-            "at": utcnow(),
-            "actor": actor or SYSTEM_ACTOR,
-            "from_state": from_state,
-            "to_state": to_state,
-            "reason": reason[:4000],
-            "attempt": attempt,
-        },
-    )
+    row = {
+        "task_id": task_id,
+        "run_id": run_id,
+        "at": utcnow(),
+        "actor": actor or SYSTEM_ACTOR,
+        "from_state": from_state,
+        "to_state": to_state,
+        "reason": reason[:4000],
+        "attempt": attempt,
+    }
+    pending: list[dict[str, Any]] | None = session.info.get(_PENDING)
+    if pending is not None:
+        pending.append(row)
+    else:
+        session.connection().execute(_INSERT, row)
+
+
+@contextlib.contextmanager
+def batched(session: Session) -> Iterator[None]:
+    """Collect the events recorded inside the block and insert them with one statement at its end.
+
+    A transition writes several events (completed, next step queued, claimed); one multi-row
+    insert costs about as much as one row. Rows keep their order, so ids keep the timeline's
+    order. On an exception nothing is written (the transaction rolls back anyway).
+    """
+    if _PENDING in session.info:  # already batching: the outer block writes them
+        yield
+        return
+    pending: list[dict[str, Any]] = []
+    session.info[_PENDING] = pending
+    try:
+        yield
+    finally:
+        del session.info[_PENDING]
+    if pending:
+        session.flush()  # rows the events point to (tasks, runs) must exist first
+        session.connection().execute(_INSERT, pending)

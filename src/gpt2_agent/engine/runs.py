@@ -8,9 +8,9 @@ same transaction that completed the previous step, a crash can never leave a run
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from gpt2_agent.engine import events
@@ -29,6 +29,25 @@ from gpt2_agent.store.base import utcnow
 from gpt2_agent.store.engine_tables import Approval, Task, WorkflowRun
 
 _DEFINITIONS: dict[str, WorkflowDef] = {}
+
+# Core insert (no unit of work): a queued step is written once and then only updated by statement.
+_INSERT_TASK = insert(Task)
+
+
+class QueuedTask(NamedTuple):
+    """What a worker needs to claim a queued task (also the column order ``claim`` selects)."""
+
+    id: int
+    type: str
+    queue: str
+    input: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    timeout_seconds: float | None
+    idempotency_key: str
+    run_id: int | None
+    step_name: str | None
+    submitted_by: str | None
 
 
 def definition(run: WorkflowRun) -> WorkflowDef:
@@ -72,8 +91,13 @@ def record_step_output(
     run.context = context
 
 
-def advance(session: Session, run: WorkflowRun, handlers: HandlerRegistry, *, actor: str | None) -> list[int]:
-    """Move the run forward to its next waiting point; returns ids of newly queued tasks."""
+def advance(
+    session: Session, run: WorkflowRun, handlers: HandlerRegistry, *, actor: str | None
+) -> list[QueuedTask]:
+    """Move the run forward to its next waiting point; returns the newly queued tasks.
+
+    Changes ``run`` in place; the caller writes it (a session-bound run is flushed at commit).
+    """
     defn = definition(run)
     while run.current_step < len(defn.steps):
         index = run.current_step
@@ -115,39 +139,41 @@ def _queue_step(
     index: int,
     handlers: HandlerRegistry,
     actor: str | None,
-) -> int:
+) -> QueuedTask:
     assert step.uses is not None
     task_type = handlers.get(step.uses)
     data = task_type.parse_input(render(step.with_, scope(run))).model_dump(mode="json")
-    max_attempts = step.retry.max_attempts if step.retry else task_type.retry.max_attempts
-    task = Task(
+    queued = QueuedTask(
+        id=0,
         type=step.uses,
         queue=task_type.queue,
-        status=TaskState.QUEUED,
         input=data,
-        run_id=run.id,
-        step_name=step.name,
-        step_index=index,
+        attempt=0,
+        max_attempts=step.retry.max_attempts if step.retry else task_type.retry.max_attempts,
+        timeout_seconds=step.timeout_seconds or task_type.timeout_seconds,
         # Stable across retries and restarts: actions pass it to external systems.
         idempotency_key=f"run:{run.id}:{step.name}",
-        max_attempts=max_attempts,
-        timeout_seconds=step.timeout_seconds or task_type.timeout_seconds,
+        run_id=run.id,
+        step_name=step.name,
         submitted_by=run.submitted_by,
-        run_at=utcnow(),
     )
-    session.add(task)
-    session.flush()
+    values = queued._asdict()
+    del values["id"]
+    values.update(status=TaskState.QUEUED, step_index=index, run_at=utcnow())
+    key = session.connection().execute(_INSERT_TASK, values).inserted_primary_key
+    assert key is not None
+    queued = queued._replace(id=key[0])
     events.record(
         session,
         actor=actor,
         to_state=TaskState.QUEUED,
-        task_id=task.id,
+        task_id=queued.id,
         run_id=run.id,
         reason=f"step {step.name!r} queued",
     )
     if run.status == RunState.WAITING_APPROVAL:
         run.status = RunState.RUNNING
-    return task.id
+    return queued
 
 
 def _park_on_approval(
