@@ -99,7 +99,7 @@ def test_dialogue_on_the_real_model(
 
 def test_train_nlu_registers_and_promotes_on_the_eval_set(settings: Settings, database: Database) -> None:
     from gpt2_agent.nlu.train import train_nlu
-    from tests.nlu.conftest import TINY_CONFIG
+    from tests.conftest import NLU_TINY_CONFIG as TINY_CONFIG
 
     quick = ["train.max_steps=3", "nlu.generate_scale=0.03", "tokenizer.vocab_size=400"]
     first = train_nlu(TINY_CONFIG, settings, quick, progress=False, db=database, resume=False)

@@ -1,4 +1,4 @@
-"""Fixtures for the order tests: a demo warehouse, a tiny trained audit model, an SMTP sink, and an
+"""Fixtures for the order tests (the warehouse, audit model and SMTP sink are in ``tests/conftest.py``): an
 engine with every order action registered (SQLite and PostgreSQL through ``db_url``)."""
 
 from __future__ import annotations
@@ -7,15 +7,12 @@ import datetime as dt
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from gpt2_agent.actions.feedback import install_feedback
@@ -31,49 +28,13 @@ from gpt2_agent.engine.executors.local import LocalExecutor
 from gpt2_agent.registry import Registry
 from gpt2_agent.serving import ServingRuntime
 from gpt2_agent.store import Database
-from tests.conftest import PG_URL
-from tests.serverproc import free_port
+from tests.conftest import PG_URL, WAREHOUSE_ORDERS, WAREHOUSE_SEED, Sink, Smtp
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / "src" / "gpt2_agent" / "workflows"
-WAREHOUSE_ORDERS = 1500
-WAREHOUSE_SEED = 0
-# The tiny config, made smaller still: the tests need a real model of the real format, not a good one.
-TRAIN_OVERRIDES = [
-    "train.max_steps=30",
-    "data.limit=800",
-    "eval.plots=false",
-    "train.eval_every=1000",
-    "train.checkpoint_every=1000",
-    "tokenizer.vocab_size=400",
-]
 
 
-# --- session-wide: the warehouse and the model ---------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def base_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A demo warehouse (SQLite file, fixed seed) that tests copy before changing it."""
-    path = tmp_path_factory.mktemp("orders-warehouse") / "warehouse.db"
-    generate_warehouse(f"sqlite:///{path}", orders=WAREHOUSE_ORDERS, seed=WAREHOUSE_SEED)
-    return path
-
-
-@pytest.fixture(scope="session")
-def audit_model_dir(tmp_path_factory: pytest.TempPathFactory, base_warehouse: Path) -> Path:
-    """The ``order-audit`` model trained once per session with the tiny config (a model folder)."""
-    from gpt2_agent.training.pipeline import train_from_config
-
-    home = tmp_path_factory.mktemp("orders-train")
-    settings = load_settings(home=home, warehouse_url=f"sqlite:///{base_warehouse}")
-    result = train_from_config(
-        ROOT / "configs" / "order-audit.tiny.toml", settings, overrides=TRAIN_OVERRIDES, progress=False
-    )
-    return Path(result.model_dir)
-
-
-# --- per test: a warehouse of its own, SMTP ---------------------------------------------------------
+# --- per test: a warehouse of its own -----------------------------------------------------------
 
 
 @pytest.fixture
@@ -86,39 +47,6 @@ def warehouse_url(base_warehouse: Path, db_url: str, tmp_path: Path) -> str:
     # PostgreSQL: the application's schema holds the warehouse tables too (as in a shared database).
     generate_warehouse(db_url, orders=WAREHOUSE_ORDERS, seed=WAREHOUSE_SEED)
     return db_url
-
-
-@dataclass
-class Sink:
-    """An aiosmtpd handler that keeps every message."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's hook
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
-        return "250 OK"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if m["To"] == address]
-
-
-@dataclass
-class Smtp:
-    sink: Sink
-    port: int
-
-
-@pytest.fixture
-def smtp() -> Iterator[Smtp]:
-    """A real SMTP server on 127.0.0.1."""
-    sink = Sink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port, ready_timeout=10)
-    controller.start()
-    try:
-        yield Smtp(sink, port)
-    finally:
-        controller.stop()
 
 
 def task_row(db: Database, type_: str = "order_payment") -> int:

@@ -30,15 +30,8 @@ from gpt2_agent.demo import generate_warehouse
 from gpt2_agent.engine.executors.celery import CeleryExecutor
 from gpt2_agent.engine.workflows import parse_workflow
 from gpt2_agent.store.engine_tables import Task
-from tests.orders.conftest import (  # noqa: F401  (session fixtures: the warehouse, the trained model, SMTP)
-    WAREHOUSE_ORDERS,
-    WAREHOUSE_SEED,
-    Smtp,
-    audit_model_dir,
-    base_warehouse,
-    register_audit_model,
-    smtp,
-)
+from tests.conftest import WAREHOUSE_ORDERS, WAREHOUSE_SEED, Smtp
+from tests.orders.conftest import register_audit_model
 from tests.scale import procs
 from tests.scale.conftest import delete_queues
 from tests.scale.test_worker_faults import group_pids, owner_pid
@@ -54,8 +47,8 @@ def test_orders_survive_killed_and_stopped_workers(
     pg_url: str,
     redis_url: str,
     prefix: str,
-    smtp: Smtp,  # noqa: F811
-    audit_model_dir: Path,  # noqa: F811
+    smtp: Smtp,
+    audit_model_dir: Path,
 ) -> None:
     generate_warehouse(pg_url, orders=WAREHOUSE_ORDERS, seed=WAREHOUSE_SEED)  # the shop's tables, same server
     values = {

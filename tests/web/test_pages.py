@@ -1,7 +1,8 @@
-"""The console without a browser: sessions, CSRF, languages, error pages, and the pages that wait for routes.
+"""The console without a browser: sessions, CSRF, languages, error pages, and the models, training, chat
+and audit pages on a server that has no models yet (what each says is missing) and with real ones.
 
-Pages whose API routes other parts provide (models, training, chat, order audit) are checked twice: against
-this server, where they must say "not available yet", and against stub routes of the agreed shapes.
+The full flows (an audited order approved in a second browser, mail received, a training run's loss curve)
+are in ``test_flows_browser.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from fastapi.responses import Response
 from fastapi.testclient import TestClient
 
 from gpt2_agent.api.app import create_app
@@ -63,6 +63,13 @@ def signed_in(app: FastAPI, key: str, lang: str = "en") -> TestClient:
     response = client.post("/login", data={"csrf_token": csrf_of(page.text), "api_key": key, "next": "/"})
     assert response.status_code == 200 and response.url.path == "/", response.text[:300]
     return client
+
+
+def say(client: TestClient, message: str) -> str:
+    """Send one chat message as the page's htmx form does; the exchange's HTML."""
+    page = client.get("/chat").text
+    data = {"csrf_token": csrf_of(page), "conversation": "c1", "message": message}
+    return client.post("/chat", data=data, headers={"HX-Request": "true"}).text
 
 
 # --- units ---------------------------------------------------------------------------------------
@@ -326,75 +333,73 @@ def test_approval_four_eyes_and_conflict_messages(app: FastAPI, keys: dict[str, 
         assert f"Item #{approval['id']} was already decided by someone else." in again.text
 
 
-@pytest.mark.parametrize("path", ["/training", "/training/1", "/chat", "/audit"])
-def test_pages_waiting_for_routes_say_so(app: FastAPI, keys: dict[str, str], path: str) -> None:
+def test_pages_on_a_server_without_models_say_what_is_missing(app: FastAPI, keys: dict[str, str]) -> None:
     client = signed_in(app, keys["ada"])
-    response = client.get(path)
-    assert response.status_code == 200
-    assert "Not available yet" in response.text
+    training = client.get("/training").text
+    # The shipped configs, the tiny one first; no NLU configs (those train from the CLI).
+    assert "<option selected>order-audit.tiny.toml</option>" in training and "nlu.tiny.toml" not in training
+    assert client.get("/training/999").status_code == 404
+    reply = say(client, "audit order 10023")
+    assert "The assistant has no language model yet." in reply and "gpt2-agent train" in reply
+    token = csrf_of(client.get("/audit").text)
+    result = client.post(
+        "/audit", data={"csrf_token": token, "order_no": "10023"}, headers={"HX-Request": "true"}
+    ).text
+    assert "The audit model is not ready." in result
+    malformed = client.post(
+        "/audit", data={"csrf_token": token, "order_no": "../x"}, headers={"HX-Request": "true"}
+    ).text
+    assert "Enter an order number of letters" in malformed
 
 
-# --- the same pages against stub routes of the agreed shapes ---------------------------------------
+def test_training_form_queues_a_run_with_the_overrides(tmp_path: Path) -> None:
+    # No executor: the run stays queued, so this checks the form and the API call only.
+    app = create_app(make_settings(tmp_path), start_executor=False)
+    admin = create_key(app.state.db, name="ada", role="admin")[1]
+    client = signed_in(app, admin)
+    token = csrf_of(client.get("/training").text)
+    bad = client.post(
+        "/training", data={"csrf_token": token, "config": "order-audit.tiny.toml", "batch_size": "0"}
+    )
+    assert "This value is out of range." in bad.text
+    unknown = client.post("/training", data={"csrf_token": token, "config": "nope.toml"})
+    assert "unknown config &#39;nope.toml&#39;" in unknown.text
+    started = client.post(
+        "/training",
+        data={
+            "csrf_token": token,
+            "config": "order-audit.tiny.toml",
+            "learning_rate": "3e-4",
+            "batch_size": "16",
+            "grad_accum_steps": "2",
+        },
+        follow_redirects=False,
+    )
+    assert started.status_code == 303
+    run_id = int(started.headers["location"].rsplit("/", 1)[1])
+    api = TestClient(app, headers={"Authorization": f"Bearer {admin}"})
+    run = api.get(f"/api/v1/training-runs/{run_id}").json()
+    assert run["status"] == "queued" and run["config"]["file"] == "order-audit.tiny.toml"
+    assert run["config"]["overrides"] == ["train.lr=0.0003", "train.batch_size=16", "train.grad_accum=2"]
+    task = api.get(f"/api/v1/tasks/{run['task_id']}").json()
+    assert task["type"] == "train_model" and task["status"] == "queued"
+    detail = client.get(f"/training/{run_id}").text
+    assert f"Training run #{run_id}" in detail and "order-audit.tiny" in detail
+    curves = client.get(f"/training/{run_id}/data.json").json()["curves"]
+    assert curves == {"step": [], "loss": [], "val_loss": []}
 
 
-@pytest.fixture(scope="module")
-def stubbed(tmp_path_factory: pytest.TempPathFactory) -> tuple[FastAPI, dict[str, str]]:
-    app = create_app(make_settings(tmp_path_factory.mktemp("stubs")))
-    key = create_key(app.state.db, name="ada", role="admin")[1]
-    calls: dict[str, Any] = {}
-    app.state.stub_calls = calls
-
-    @app.get("/api/v1/training-runs")
-    def training_runs() -> dict[str, Any]:
-        return {"items": [{"id": 7, "config": "order-audit.tiny", "status": "running", "created_at": None}]}
-
-    @app.post("/api/v1/training-runs", status_code=201)
-    def start_training(body: dict[str, Any]) -> dict[str, Any]:
-        calls["training"] = body
-        return {"id": 7}
-
-    @app.get("/api/v1/training-runs/{run_id}")
-    def training_run(run_id: int) -> dict[str, Any]:
-        return {
-            "id": run_id,
-            "config": "order-audit.tiny",
-            "status": "succeeded",
-            "history": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5, "val_loss": 1.7}],
-            "evaluation": {
-                "accuracy": 0.9,
-                "labels": ["approve", "reject"],
-                "confusion_matrix": [[40, 5], [3, 52]],
-                "reliability": {"confidence": [0.55, 0.75, 0.95], "accuracy": [0.5, 0.7, 0.97]},
-            },
-        }
-
-    @app.post("/api/v1/chat")
-    def chat(body: dict[str, Any]) -> dict[str, Any]:
-        calls["chat"] = body
-        return {
-            "conversation_id": body["conversation_id"],
-            "reply": "已为订单 10023 发起审核。",
-            "links": [
-                {"href": "/api/v1/runs/1", "label": "run 1"},
-                {"href": "https://evil.example", "label": "x"},
-            ],
-        }
-
-    @app.post("/order/audit")
-    def audit(body: dict[str, Any]) -> Any:
-        if body["orderNo"] == "404":
-            return Response(
-                '{"result": "failed", "error": "unknown order"}', 404, media_type="application/json"
-            )
-        return {
-            "result": "success",
-            "decision": "approve",
-            "probability": 0.93,
-            "reasons": [{"field": "amount", "value": 120, "weight": 0.41}],
-            "order": {"order_no": body["orderNo"], "amount": 1234.5},
-        }
-
-    return app, {"ada": key}
+def test_chat_with_a_real_model_links_to_the_console(tmp_path: Path, tiny_nlu: Any) -> None:
+    app = create_app(make_settings(tmp_path), start_executor=False)
+    registry = app.state.registry
+    version = registry.register(tiny_nlu.model_dir, "nlu", task="nlu").version
+    registry.promote("nlu", version, by="tests")
+    sam = create_key(app.state.db, name="sam", role="submitter")[1]
+    client = signed_in(app, sam, lang="zh-CN")
+    reply = say(client, "帮我审核一下订单 66120")
+    # The tiny model knows this one: an audit task is started and linked to its console page.
+    assert re.search(r'<a href="/tasks/\d+">任务 #\d+</a>', reply), reply
+    assert "/api/v1/" not in reply
 
 
 def test_models_pages_with_the_registry(tmp_path: Path) -> None:
@@ -426,58 +431,3 @@ def test_models_pages_with_the_registry(tmp_path: Path) -> None:
             sam.post("/models/order-audit/versions/1/promote", data={"csrf_token": csrf_of(page)}).status_code
             == 403
         )
-
-
-def test_training_pages_against_stub_routes(stubbed: tuple[FastAPI, dict[str, str]]) -> None:
-    app, keys = stubbed
-    client = signed_in(app, keys["ada"])
-    page = client.get("/training")
-    token = csrf_of(page.text)
-    bad = client.post(
-        "/training", data={"csrf_token": token, "config": "order-audit.tiny", "batch_size": "0"}
-    )
-    assert "This value is out of range." in bad.text
-    started = client.post(
-        "/training",
-        data={"csrf_token": token, "config": "order-audit.tiny", "learning_rate": "3e-4", "batch_size": "16"},
-        follow_redirects=False,
-    )
-    assert started.headers["location"] == "/training/7"
-    assert app.state.stub_calls["training"] == {
-        "config": "order-audit.tiny",
-        "overrides": {"learning_rate": 0.0003, "batch_size": 16},
-    }
-    detail = client.get("/training/7").text
-    assert "Confusion matrix" in detail and "Reliability diagram" in detail
-    data = client.get("/training/7/data.json").json()
-    assert data["curves"] == {"step": [1, 2], "loss": [2.0, 1.5], "val_loss": [None, 1.7]}
-
-
-def test_chat_and_audit_against_stub_routes(stubbed: tuple[FastAPI, dict[str, str]]) -> None:
-    app, keys = stubbed
-    client = signed_in(app, keys["ada"], lang="zh-CN")
-    page = client.get("/chat").text
-    assert "暂不可用" not in page
-    reply = client.post(
-        "/chat",
-        data={"csrf_token": csrf_of(page), "conversation": "c1", "message": "审核订单 10023"},
-        headers={"HX-Request": "true"},
-    ).text
-    assert "已为订单 10023 发起审核。" in reply and 'href="/runs/1"' in reply and "evil.example" not in reply
-    assert app.state.stub_calls["chat"] == {"conversation_id": "c1", "text": "审核订单 10023"}
-    audit_page = client.get("/audit").text
-    assert "暂不可用" not in audit_page
-    token = csrf_of(audit_page)
-    result = client.post(
-        "/audit", data={"csrf_token": token, "order_no": "10023"}, headers={"HX-Request": "true"}
-    )
-    assert "订单审核通过" in result.text and "93.0%" in result.text and "1,234.5" in result.text
-    assert "执行" in result.text
-    unknown = client.post(
-        "/audit", data={"csrf_token": token, "order_no": "404"}, headers={"HX-Request": "true"}
-    )
-    assert "没有此订单号的订单。" in unknown.text
-    malformed = client.post(
-        "/audit", data={"csrf_token": token, "order_no": "../x"}, headers={"HX-Request": "true"}
-    )
-    assert "请输入由字母" in malformed.text

@@ -15,8 +15,6 @@ import httpx
 from starlette.types import ASGIApp
 
 API = "/api/v1"
-# FastAPI's answer for a path no route matches: how we tell "not built yet" from "no such task".
-NO_ROUTE_DETAIL = "Not Found"
 
 
 class ApiError(Exception):
@@ -27,11 +25,6 @@ class ApiError(Exception):
         self.status_code = status_code
         self.detail = detail
         self.errors = errors or []
-
-    @property
-    def route_missing(self) -> bool:
-        """The server has no such route (yet): the feature is not available on this server."""
-        return (self.status_code == 404 and self.detail == NO_ROUTE_DETAIL) or self.status_code == 405
 
     def field_errors(self, prefix: str = "") -> dict[str, str]:
         """``{"value": "must be of type integer"}`` from errors whose field starts with ``prefix``."""
@@ -76,11 +69,6 @@ class Api:
     async def delete(self, path: str) -> Any:
         response = await self.request("DELETE", path)
         return response.json() if response.content else None
-
-    async def has_route(self, path: str) -> bool:
-        """Whether the server has a route at ``path`` (probed with OPTIONS: 405 there, 404 when absent)."""
-        response = await self.http.request("OPTIONS", path)
-        return not (response.status_code == 404 and _error(response).route_missing)
 
     async def gather(self, *calls: Any) -> list[Any]:
         """Run several calls at once; each result is the value or the :class:`ApiError` it raised."""

@@ -65,16 +65,24 @@ class ChatIn(BaseModel):
     )
 
 
+class ChatLink(BaseModel):
+    href: str = Field(description="API path of the task or run the reply refers to")
+    label: str
+
+
 class ChatOut(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     conversation_id: str
     reply: str
     lang: str
-    intent: str | None = None
-    entities: Any = None
-    actions: list[dict[str, Any]] = Field(default_factory=list)
-    awaiting: str | None = None
+    intent: IntentOut | None = Field(default=None, description="What the parser understood this turn")
+    entities: list[EntityOut] = Field(default_factory=list)
+    actions: list[dict[str, Any]] = Field(
+        default_factory=list, description='Work started or touched: {"type": "task"|"run", "id", "url"}'
+    )
+    awaiting: str | None = Field(default=None, description='The slot asked for, "confirmation", or null')
+    links: list[ChatLink] = Field(default_factory=list)
 
 
 def _raise(exc: Exception) -> None:

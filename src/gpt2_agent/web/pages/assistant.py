@@ -1,8 +1,4 @@
-"""Chat (``POST /api/v1/chat``) and order audit (``POST /order/audit``, then the ``order-fulfillment`` run).
-
-Both are built against routes of ARCHITECTURE.md that other parts provide; while the server lacks
-them the pages say so.
-"""
+"""Chat (``POST /api/v1/chat``) and order audit (``POST /order/audit`` then an ``order-fulfillment`` run)."""
 
 from __future__ import annotations
 
@@ -24,6 +20,7 @@ FULFILLMENT = "order-fulfillment"
 # The seed-compatible route lives outside /api/v1.
 AUDIT_URL = "http://web.internal/order/audit"
 MAX_MESSAGE = 2000
+API_PATH = re.compile(r"/api/v1/(tasks|runs)/")
 
 
 def _links(reply: dict[str, Any]) -> list[dict[str, str]]:
@@ -32,26 +29,27 @@ def _links(reply: dict[str, Any]) -> list[dict[str, str]]:
     for link in reply.get("links") or []:
         if not isinstance(link, dict):
             continue
-        href = str(link.get("href") or link.get("url") or "")
+        href = str(link.get("href") or "")
         if href.startswith("/") and not href.startswith("//"):
             # API links become the console's pages for the same object.
-            href = re.sub(r"^/api/v1/(tasks|runs)/", r"/\1/", href)
-            out.append({"href": href, "label": str(link.get("label") or link.get("title") or href)})
+            href = API_PATH.sub(r"/\1/", href)
+            out.append({"href": href, "label": str(link.get("label") or href)})
     return out
+
+
+# API answers the chat form shows as a message in the conversation (anything else is a server error).
+CHAT_ERRORS = {
+    404: "chat.error.failed",
+    409: "chat.error.busy",
+    422: "chat.error.failed",
+    503: "chat.error.not_ready",
+}
 
 
 @router.get("/chat", include_in_schema=False)
 async def chat_page(request: Request, session: SessionDep, api: ApiDep) -> Response:
     """The conversation page (a new conversation each visit)."""
-    unavailable = not await api.has_route("/chat")
-    return render(
-        request,
-        "chat.html",
-        conversation=secrets.token_hex(8),
-        exchanges=[],
-        unavailable=unavailable,
-        error=None,
-    )
+    return render(request, "chat.html", conversation=secrets.token_hex(8), exchanges=[], error=None)
 
 
 @router.post("/chat", include_in_schema=False)
@@ -59,9 +57,8 @@ async def chat(request: Request, session: SessionDep, api: ApiDep, form: FormDep
     """Send one message; htmx appends the exchange, plain forms get the page back."""
     text = form.get("message", "").strip()
     conversation = form.get("conversation", "")[:64] or secrets.token_hex(8)
-    error = None
+    error = detail = None
     exchange: dict[str, Any] | None = None
-    unavailable = False
     if not text:
         error = "form.required"
     elif len(text) > MAX_MESSAGE:
@@ -72,19 +69,14 @@ async def chat(request: Request, session: SessionDep, api: ApiDep, form: FormDep
         except SignedOut:
             raise
         except ApiError as exc:
-            if not exc.route_missing and exc.status_code not in (422, 503):
+            if exc.status_code not in CHAT_ERRORS:
                 raise
-            unavailable = exc.route_missing
-            error = None if unavailable else "chat.error.failed"
+            error = CHAT_ERRORS[exc.status_code]
+            detail = exc.detail if exc.status_code == 503 else None
         else:
-            exchange = {
-                "text": text,
-                "reply": str(reply.get("reply") or reply.get("text") or ""),
-                "intent": (reply.get("intent") or {}).get("name")
-                if isinstance(reply.get("intent"), dict)
-                else None,
-                "links": _links(reply),
-            }
+            # The reply names API paths (for API and CLI users); here they are the console's pages.
+            answer = API_PATH.sub(r"/\1/", str(reply.get("reply") or ""))
+            exchange = {"text": text, "reply": answer, "links": _links(reply)}
             conversation = str(reply.get("conversation_id") or conversation)
     if is_htmx(request):
         return render(
@@ -92,7 +84,7 @@ async def chat(request: Request, session: SessionDep, api: ApiDep, form: FormDep
             "partials/chat_exchange.html",
             exchange=exchange,
             error=error,
-            unavailable=unavailable,
+            detail=detail,
             text=text,
         )
     return render(
@@ -100,16 +92,15 @@ async def chat(request: Request, session: SessionDep, api: ApiDep, form: FormDep
         "chat.html",
         conversation=conversation,
         exchanges=[exchange] if exchange else [],
-        unavailable=unavailable,
         error=error,
+        detail=detail,
     )
 
 
 @router.get("/audit", include_in_schema=False)
 async def audit_page(request: Request, session: SessionDep, api: ApiDep) -> Response:
     """The order-audit page: 订单号 → recommendation → 执行."""
-    result = None if await api.has_route(AUDIT_URL) else {"unavailable": True}
-    return render(request, "audit.html", result=result, order_no="", error=None)
+    return render(request, "audit.html", result=None, order_no="", error=None)
 
 
 @router.post("/audit", include_in_schema=False)
@@ -130,9 +121,7 @@ async def audit(request: Request, session: SessionDep, api: ApiDep, form: FormDe
             body = {}
         if response.status_code == 401:
             raise SignedOut(401, "signed out")
-        if response.status_code in (404, 405) and "result" not in body:
-            result = {"unavailable": True}
-        elif response.status_code == 404:
+        if response.status_code == 404:
             error = "audit.error.unknown"
         elif response.status_code == 422:
             error = "audit.error.malformed"
@@ -156,10 +145,13 @@ async def execute(request: Request, session: SessionDep, api: ApiDep, form: Form
         return render(request, "audit.html", result=None, order_no=order_no, error="audit.error.malformed")
     try:
         run = await api.post(f"/workflows/{FULFILLMENT}/runs", {"input": {"order_no": order_no}})
-    except ApiError as exc:
-        if exc.status_code in (404, 422) and not isinstance(exc, SignedOut):
-            return render(request, "audit.html", result={"unavailable": True}, order_no=order_no, error=None)
+    except SignedOut:
         raise
+    except ApiError as exc:
+        if exc.status_code != 422:
+            raise
+        # The input did not fit the workflow (an order number it refuses): say so beside the form.
+        return render(request, "audit.html", result=None, order_no=order_no, error="audit.error.malformed")
     target = f"/runs/{run['id']}"
     if is_htmx(request):
         return Response(status_code=200, headers={"HX-Location": target})

@@ -41,13 +41,8 @@ def metric_columns(versions: list[dict[str, Any]], first: str | None = None) -> 
 @router.get("/models", include_in_schema=False)
 async def models_page(request: Request, session: SessionDep, api: ApiDep) -> Response:
     """Registered models and which version holds each alias."""
-    try:
-        models = _items(await api.get("/models"))
-    except ApiError as exc:
-        if exc.route_missing:
-            return render(request, "models.html", unavailable=True, models=[])
-        raise
-    return render(request, "models.html", unavailable=False, models=models)
+    models = _items(await api.get("/models"))
+    return render(request, "models.html", models=models)
 
 
 async def _model_view(api: Any, name: str) -> dict[str, Any]:
@@ -67,15 +62,8 @@ async def model_page(
     request: Request, name: str, session: SessionDep, api: ApiDep, note: str = ""
 ) -> Response:
     """One model: every version with its metrics side by side, aliases and their history."""
-    try:
-        view = await _model_view(api, name)
-    except ApiError as exc:
-        if exc.route_missing:
-            return render(
-                request, "model.html", unavailable=True, name=name, model={}, versions=[], columns=[]
-            )
-        raise
-    return render(request, "model.html", unavailable=False, name=name, note=note[:500], error=None, **view)
+    view = await _model_view(api, name)
+    return render(request, "model.html", name=name, note=note[:500], error=None, **view)
 
 
 @router.post("/models/{name}/versions/{version}/promote", include_in_schema=False)
@@ -94,7 +82,7 @@ async def promote(
         if exc.status_code not in (409, 422):
             raise
         view = await _model_view(api, name)
-        return render(request, "model.html", unavailable=False, name=name, note="", error=exc.detail, **view)
+        return render(request, "model.html", name=name, note="", error=exc.detail, **view)
     note = f"{result.get('alias', alias)} → v{result.get('version', version)}: {result.get('reason', '')}"
     return redirect(f"/models/{quoted}?note={quote(note)}")
 

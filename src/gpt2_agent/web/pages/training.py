@@ -1,7 +1,6 @@
 """Training: start a run from a shipped config with a few editable settings; live loss curves; evaluation.
 
-Built against ``POST/GET /api/v1/training-runs`` (ARCHITECTURE.md) and ``GET /api/v1/training-configs``;
-while the server lacks them the page says so.
+Built on ``POST/GET /api/v1/training-runs`` (ARCHITECTURE.md) and ``GET /api/v1/training-configs``.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from gpt2_agent.web.core import ApiDep, FormDep, SessionDep, WebRoute, redirect,
 
 router = APIRouter(route_class=WebRoute)
 
-DEFAULT_CONFIG = "order-audit.tiny"
+DEFAULT_CONFIG = "order-audit.tiny.toml"
 # Form field → (override key sent to the API, type, lower bound, upper bound).
 OVERRIDES: dict[str, tuple[str, type, float, float]] = {
     "learning_rate": ("learning_rate", float, 1e-7, 1.0),
@@ -45,19 +44,10 @@ async def _configs(api: Any) -> list[str]:
 @router.get("/training", include_in_schema=False)
 async def training_page(request: Request, session: SessionDep, api: ApiDep) -> Response:
     """Recent training runs and the form to start one."""
-    try:
-        runs = _items(await api.get("/training-runs"))
-    except ApiError as exc:
-        if exc.route_missing:
-            return render(
-                request, "training.html", unavailable=True, runs=[], configs=[], values={}, errors={}
-            )
-        raise
+    runs = _items(await api.get("/training-runs"))
     configs = await _configs(api)
-    values = {"config": configs[0] if configs else DEFAULT_CONFIG}
-    return render(
-        request, "training.html", unavailable=False, runs=runs, configs=configs, values=values, errors={}
-    )
+    values = {"config": DEFAULT_CONFIG if DEFAULT_CONFIG in configs or not configs else configs[0]}
+    return render(request, "training.html", runs=runs, configs=configs, values=values, errors={})
 
 
 def parse_overrides(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -95,40 +85,23 @@ async def start_training(request: Request, session: SessionDep, api: ApiDep, for
         except SignedOut:
             raise
         except ApiError as exc:
-            if exc.route_missing:
-                return render(
-                    request, "training.html", unavailable=True, runs=[], configs=[], values={}, errors={}
-                )
             if exc.status_code not in (400, 409, 422):
                 raise
             errors[""] = exc.detail
         else:
             return redirect(f"/training/{run['id']}")
-    runs = _items(await api.get("/training-runs"))
-    return render(
-        request,
-        "training.html",
-        unavailable=False,
-        runs=runs,
-        configs=await _configs(api),
-        values=form,
-        errors=errors,
-    )
+    runs, configs = _items(await api.get("/training-runs")), await _configs(api)
+    return render(request, "training.html", runs=runs, configs=configs, values=form, errors=errors)
 
 
 def curves(run: dict[str, Any]) -> dict[str, list[Any]]:
-    """``{"step": [...], "loss": [...], "val_loss": [...]}`` from a run's history, whatever its shape."""
-    history = run.get("history") or run.get("metrics_history") or run.get("points") or []
-    steps: list[Any] = []
-    loss: list[Any] = []
-    val: list[Any] = []
-    for point in history if isinstance(history, list) else []:
-        if not isinstance(point, dict) or "step" not in point:
-            continue
-        steps.append(point["step"])
-        loss.append(_finite(point.get("loss", point.get("train_loss"))))
-        val.append(_finite(point.get("val_loss", point.get("eval_loss"))))
-    return {"step": steps, "loss": loss, "val_loss": val}
+    """``{"step": [...], "loss": [...], "val_loss": [...]}`` (uPlot's columns) from a run's ``history``."""
+    history = [p for p in run.get("history") or [] if isinstance(p, dict) and "step" in p]
+    return {
+        "step": [p["step"] for p in history],
+        "loss": [_finite(p.get("loss")) for p in history],
+        "val_loss": [_finite(p.get("val_loss")) for p in history],
+    }
 
 
 def _finite(value: Any) -> float | None:
@@ -138,21 +111,16 @@ def _finite(value: Any) -> float | None:
 @router.get("/training/{run_id}", include_in_schema=False)
 async def training_run(request: Request, run_id: int, session: SessionDep, api: ApiDep) -> Response:
     """One run: live loss and validation curves; evaluation, confusion matrix and reliability when done."""
-    try:
-        run = await api.get(f"/training-runs/{run_id}")
-    except ApiError as exc:
-        if exc.route_missing:
-            return render(request, "training_run.html", unavailable=True, run={}, evaluation={})
-        raise
-    evaluation = run.get("evaluation") or run.get("metrics") or {}
-    return render(request, "training_run.html", unavailable=False, run=run, evaluation=evaluation)
+    run = await api.get(f"/training-runs/{run_id}")
+    evaluation = run.get("evaluation") or {}
+    return render(request, "training_run.html", run=run, evaluation=evaluation)
 
 
 @router.get("/training/{run_id}/data.json", include_in_schema=False)
 async def training_data(request: Request, run_id: int, session: SessionDep, api: ApiDep) -> Response:
     """The curves and state, polled by the chart."""
     run = await api.get(f"/training-runs/{run_id}")
-    evaluation = run.get("evaluation") or run.get("metrics") or {}
+    evaluation = run.get("evaluation") or {}
     reliability = evaluation.get("reliability") if isinstance(evaluation, dict) else None
     body = {"status": run.get("status"), "curves": curves(run), "reliability": reliability}
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
