@@ -9,13 +9,14 @@ nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -55,6 +56,10 @@ _CLAIM_COLUMNS = select(
     Task.step_name,
     Task.submitted_by,
 )
+_READY = _CLAIM_COLUMNS.where(Task.status == TaskState.QUEUED, Task.run_at <= bindparam("b_now"))
+_CLAIM_ANY = _READY.order_by(Task.id).limit(bindparam("b_limit"))
+_CLAIM_IN_QUEUES = _CLAIM_ANY.where(Task.queue.in_(bindparam("b_queues", expanding=True)))
+_CLAIM_ONE = _READY.where(Task.id == bindparam("b_id"))
 # SET columns come from the parameter names; ``b_*`` parameters are the WHERE clause.
 _TAKE = update(Task).where(Task.id == bindparam("b_id"), Task.status == TaskState.QUEUED)
 _START_RUN = update(WorkflowRun).where(
@@ -66,8 +71,11 @@ _COMPLETE = update(Task).where(
     Task.lease_owner == bindparam("b_worker"),
     Task.attempt == bindparam("b_attempt"),
 )
-_LOAD_RUN = select(WorkflowRun.__table__).where(WorkflowRun.id == bindparam("b_id"))
+_LOAD_RUN = select(*(WorkflowRun.__table__.c[f.name] for f in dataclasses.fields(runs.RunRecord))).where(
+    WorkflowRun.id == bindparam("b_id")
+)
 _SAVE_RUN = update(WorkflowRun).where(WorkflowRun.id == bindparam("b_id"))
+_INSERT_RUN = insert(WorkflowRun)
 
 DecisionListener = Callable[[Session, Approval, WorkflowRun], None]
 
@@ -112,6 +120,14 @@ class Engine:
         self.metrics = metrics
         self._queued_listeners: list[Callable[[list[int]], None]] = []
         self.decision_listeners: list[DecisionListener] = []
+        # Claims lock the rows they take on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises.
+        self._claim_any, self._claim_in_queues, self._claim_one = (
+            (_CLAIM_ANY, _CLAIM_IN_QUEUES, _CLAIM_ONE)
+            if db.is_sqlite
+            else tuple(
+                s.with_for_update(skip_locked=True) for s in (_CLAIM_ANY, _CLAIM_IN_QUEUES, _CLAIM_ONE)
+            )
+        )
 
     # --- listeners ---------------------------------------------------------------------------
 
@@ -193,22 +209,27 @@ class Engine:
         queued: list[int] = []
 
         def create(session: Session) -> int:
-            run = WorkflowRun(
-                workflow=workflow,
-                status=RunState.QUEUED,
-                input=input_,
-                context={},
-                definition=defn.model_dump(mode="json", by_alias=True),
-                current_step=0,
-                submitted_by=submitted_by,
-            )
-            session.add(run)
-            session.flush()
+            values: dict[str, Any] = {
+                "workflow": workflow,
+                "status": RunState.QUEUED,
+                "input": input_,
+                "context": {},
+                "definition": defn.model_dump(mode="json", by_alias=True),
+                "current_step": 0,
+                "submitted_by": submitted_by,
+            }
             with events.batched(session):
+                conn = session.connection()
+                key = conn.execute(_INSERT_RUN, values).inserted_primary_key
+                assert key is not None
+                run = runs.RunRecord(id=key[0], **values)
                 events.record(
                     session, actor=submitted_by, to_state=RunState.QUEUED, run_id=run.id, reason="started"
                 )
+                before = _run_fields(run)
                 queued.extend(t.id for t in runs.advance(session, run, self.handlers, actor=submitted_by))
+                if _run_fields(run) != before:  # skipped steps, parked, or already finished
+                    conn.execute(_SAVE_RUN, _run_fields(run))
             return run.id
 
         result = self._idempotent(f"run:{workflow}:{scope}", idempotency_key, body_hash, "run", create)
@@ -256,62 +277,58 @@ class Engine:
         if limit <= 0:
             return []
         now = utcnow()
-        stmt = (
-            _CLAIM_COLUMNS.where(Task.status == TaskState.QUEUED, Task.run_at <= now)
-            .order_by(Task.id)
-            .limit(limit)
-        )
+        params: dict[str, Any] = {"b_now": now, "b_limit": limit}
         if queues:
-            stmt = stmt.where(Task.queue.in_(list(queues)))
-        return self._claim_rows(stmt, worker, now)
+            params["b_queues"] = list(queues)
+        return self._claim_rows(self._claim_in_queues if queues else self._claim_any, params, worker, now)
 
     def claim_task(self, task_id: int, worker: str) -> Claim | None:
         """Claim one specific task if it is ready (used by executors that deliver task ids)."""
         now = utcnow()
-        stmt = _CLAIM_COLUMNS.where(Task.id == task_id, Task.status == TaskState.QUEUED, Task.run_at <= now)
-        claims = self._claim_rows(stmt, worker, now)
+        claims = self._claim_rows(self._claim_one, {"b_now": now, "b_id": task_id}, worker, now)
         return claims[0] if claims else None
 
-    def _claim_rows(self, stmt: Select[Any], worker: str, now: dt.datetime) -> list[Claim]:
-        if not self.db.is_sqlite:
-            stmt = stmt.with_for_update(skip_locked=True)
+    def _claim_rows(
+        self, stmt: Select[Any], params: dict[str, Any], worker: str, now: dt.datetime
+    ) -> list[Claim]:
         with self.db.write_session() as session, events.batched(session):
             conn = session.connection()
-            tasks = [runs.QueuedTask(*row) for row in conn.execute(stmt)]
-            claims = [self._take(session, conn, task, worker, now) for task in tasks]
-            return [c for c in claims if c is not None]
+            claims = []
+            for row in conn.execute(stmt, params).all():
+                task = runs.QueuedTask(*row)
+                lease = self._lease(task, worker, now)
+                result = conn.execute(_TAKE, {"b_id": task.id, **lease})
+                if getattr(result, "rowcount", 0) == 1:  # still queued: claimed once only
+                    claims.append(self._claimed(session, conn, task, lease))
+            return claims
 
-    def _take(
+    def _lease(self, task: runs.QueuedTask, worker: str, now: dt.datetime) -> dict[str, Any]:
+        """The columns that make ``task`` running under a fresh lease of ``worker``."""
+        return {
+            "status": TaskState.RUNNING,
+            "attempt": task.attempt + 1,
+            "lease_owner": worker,
+            "lease_until": now + dt.timedelta(seconds=self.settings.lease_seconds),
+            "heartbeat_at": now,
+            "started_at": now,
+            "deadline_at": now + dt.timedelta(seconds=task.timeout_seconds) if task.timeout_seconds else None,
+        }
+
+    def _claimed(
         self,
         session: Session,
         conn: Connection,
         task: runs.QueuedTask,
-        worker: str,
-        now: dt.datetime,
-        run: WorkflowRun | None = None,
-    ) -> Claim | None:
-        """Move a queued task (selected under the write lock) to running for ``worker``.
+        lease: dict[str, Any],
+        run: runs.RunRecord | None = None,
+    ) -> Claim:
+        """Record that ``task`` was claimed with ``lease``; mark its run running if it was queued.
 
         ``run`` is the task's run when the caller holds it (its status is then changed in place);
         otherwise a queued run is marked running by statement.
         """
-        attempt = task.attempt + 1
-        deadline = now + dt.timedelta(seconds=task.timeout_seconds) if task.timeout_seconds else None
-        result = conn.execute(
-            _TAKE,
-            {
-                "b_id": task.id,
-                "status": TaskState.RUNNING,
-                "attempt": attempt,
-                "lease_owner": worker,
-                "lease_until": now + dt.timedelta(seconds=self.settings.lease_seconds),
-                "heartbeat_at": now,
-                "started_at": now,
-                "deadline_at": deadline,
-            },
-        )
-        if getattr(result, "rowcount", 0) != 1:
-            return None  # not queued any more: claimed once only
+        attempt: int = lease["attempt"]
+        worker: str = lease["lease_owner"]
         events.record(
             session,
             actor=worker,
@@ -328,14 +345,8 @@ class Engine:
                 if started:
                     run.status = RunState.RUNNING
             else:
-                started = (
-                    getattr(
-                        conn.execute(_START_RUN, {"b_id": task.run_id, "status": RunState.RUNNING}),
-                        "rowcount",
-                        0,
-                    )
-                    == 1
-                )
+                result = conn.execute(_START_RUN, {"b_id": task.run_id, "status": RunState.RUNNING})
+                started = getattr(result, "rowcount", 0) == 1
             if started:
                 events.record(
                     session,
@@ -356,8 +367,8 @@ class Engine:
             run_id=task.run_id,
             step_name=task.step_name,
             submitted_by=task.submitted_by,
-            deadline_at=deadline,
-            started_at=now,
+            deadline_at=lease["deadline_at"],
+            started_at=lease["started_at"],
         )
 
     @staticmethod
@@ -412,42 +423,35 @@ class Engine:
             if run is not None and run.status not in TERMINAL_RUN_STATES:
                 runs.record_step_output(run, claim.step_name or "", output)
                 run.current_step += 1
-                queued = runs.advance(session, run, self.handlers, actor=claim.worker)
-                if chain_queues is not None and len(queued) == 1:
-                    task = queued[0]
-                    if task.queue in chain_queues and task.type in self.handlers:
-                        next_claim = self._take(session, conn, task, claim.worker, utcnow(), run=run)
-                        queued = []
-                self._save_run(conn, run)
+                chained: dict[str, Any] = {}
+
+                def chain(task: runs.QueuedTask) -> dict[str, Any] | None:
+                    # The next step goes to this worker, inserted already claimed: no trip through
+                    # the queue, and no second statement to claim it.
+                    if (
+                        chain_queues is None
+                        or task.queue not in chain_queues
+                        or task.type not in self.handlers
+                    ):
+                        return None
+                    chained.update(self._lease(task, claim.worker, utcnow()))
+                    return chained
+
+                queued = runs.advance(session, run, self.handlers, actor=claim.worker, claim=chain)
+                if chained:
+                    next_claim = self._claimed(session, conn, queued[0], chained, run=run)
+                    queued = []
+                conn.execute(_SAVE_RUN, _run_fields(run))
         self._observe(claim, "succeeded", now)
         self._count(claim.type, TaskState.SUCCEEDED)
         self._notify([t.id for t in queued])
         return True, next_claim
 
-    def _load_run(self, conn: Connection, run_id: int) -> WorkflowRun | None:
-        """The run, locked for this transaction, as a detached object; write it with :meth:`_save_run`.
-
-        Read and written by statement: the ORM identity map and flush cost more than the step.
-        """
+    def _load_run(self, conn: Connection, run_id: int) -> runs.RunRecord | None:
+        """The run, locked for this transaction; write it back with ``_SAVE_RUN``."""
         stmt = _LOAD_RUN.with_for_update() if not self.db.is_sqlite else _LOAD_RUN
         row = conn.execute(stmt, {"b_id": run_id}).first()
-        return WorkflowRun(**row._mapping) if row is not None else None
-
-    @staticmethod
-    def _save_run(conn: Connection, run: WorkflowRun) -> None:
-        # Every field that advancing a run may change (``updated_at`` is set by its onupdate).
-        conn.execute(
-            _SAVE_RUN,
-            {
-                "b_id": run.id,
-                "status": run.status,
-                "context": run.context,
-                "current_step": run.current_step,
-                "output": run.output,
-                "error": run.error,
-                "finished_at": run.finished_at,
-            },
-        )
+        return runs.RunRecord(*row) if row is not None else None
 
     def fail(self, claim: Claim, error: str, *, retryable: bool) -> str | None:
         """Record a failed attempt: requeue with backoff, or fail for good. Returns the new state."""
@@ -863,3 +867,19 @@ class Engine:
         if self.metrics is not None:
             seconds = max((now - claim.started_at).total_seconds(), 0.0)
             self.metrics.step_latency.labels(type=claim.type, outcome=outcome).observe(seconds)
+
+
+def _run_fields(run: runs.RunRecord) -> dict[str, Any]:
+    """Parameters of ``_SAVE_RUN``: every field that advancing a run may change.
+
+    (``updated_at`` is set by the column's onupdate.)
+    """
+    return {
+        "b_id": run.id,
+        "status": run.status,
+        "context": run.context,
+        "current_step": run.current_step,
+        "output": run.output,
+        "error": run.error,
+        "finished_at": run.finished_at,
+    }

@@ -7,7 +7,10 @@ same transaction that completed the previous step, a crash can never leave a run
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlalchemy import insert, select
@@ -50,7 +53,36 @@ class QueuedTask(NamedTuple):
     submitted_by: str | None
 
 
-def definition(run: WorkflowRun) -> WorkflowDef:
+@dataclass(slots=True)
+class RunRecord:
+    """A run read by statement, with the fields advancing it reads and writes.
+
+    The hot path (completing a step) reads and writes runs by statement: building a mapped
+    ``WorkflowRun`` and flushing it costs more than the step's own database work.
+    """
+
+    id: int
+    workflow: str
+    status: str
+    input: dict[str, Any]
+    context: dict[str, Any]
+    definition: dict[str, Any]
+    current_step: int
+    submitted_by: str | None
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    finished_at: dt.datetime | None = None
+
+
+# Everything here works on a mapped run (flushed by its session) or a record (written by the caller).
+Run = WorkflowRun | RunRecord
+
+# Given a task about to be queued, the columns that claim it at once (a worker chaining to the
+# next step of its run), or None to leave it queued for anyone.
+ClaimAtInsert = Callable[[QueuedTask], Mapping[str, Any] | None]
+
+
+def definition(run: Run) -> WorkflowDef:
     """The run's own snapshot of its workflow (edits to the file do not affect running runs).
 
     Parsed snapshots are cached by their canonical JSON: validating one costs more than a step.
@@ -64,7 +96,7 @@ def definition(run: WorkflowRun) -> WorkflowDef:
     return cached
 
 
-def step_def(run: WorkflowRun, name: str | None) -> StepDef | None:
+def step_def(run: Run, name: str | None) -> StepDef | None:
     if name is None:
         return None
     for step in definition(run).steps:
@@ -73,7 +105,7 @@ def step_def(run: WorkflowRun, name: str | None) -> StepDef | None:
     return None
 
 
-def scope(run: WorkflowRun) -> dict[str, Any]:
+def scope(run: Run) -> dict[str, Any]:
     """What expressions see: ``input``, ``steps.<name>.output`` and ``run`` metadata."""
     return {
         "input": run.input,
@@ -82,9 +114,7 @@ def scope(run: WorkflowRun) -> dict[str, Any]:
     }
 
 
-def record_step_output(
-    run: WorkflowRun, step: str, output: dict[str, Any] | None, skipped: bool = False
-) -> None:
+def record_step_output(run: Run, step: str, output: dict[str, Any] | None, skipped: bool = False) -> None:
     # Reassign (not mutate) so SQLAlchemy sees the JSON change.
     context = dict(run.context or {})
     context[step] = {"output": output, "skipped": skipped}
@@ -92,11 +122,17 @@ def record_step_output(
 
 
 def advance(
-    session: Session, run: WorkflowRun, handlers: HandlerRegistry, *, actor: str | None
+    session: Session,
+    run: Run,
+    handlers: HandlerRegistry,
+    *,
+    actor: str | None,
+    claim: ClaimAtInsert | None = None,
 ) -> list[QueuedTask]:
     """Move the run forward to its next waiting point; returns the newly queued tasks.
 
     Changes ``run`` in place; the caller writes it (a session-bound run is flushed at commit).
+    With ``claim``, a queued task may be inserted already claimed (see :data:`ClaimAtInsert`).
     """
     defn = definition(run)
     while run.current_step < len(defn.steps):
@@ -118,7 +154,7 @@ def advance(
             if step.type == "approval":
                 _park_on_approval(session, run, step, index, actor)
                 return []
-            return [_queue_step(session, run, step, index, handlers, actor)]
+            return [_queue_step(session, run, step, index, handlers, actor, claim)]
         except (ExpressionError, InvalidInput, UnknownTaskType) as exc:
             finish(session, run, RunState.FAILED, actor=actor, reason=f"step {step.name!r}: {exc}")
             return []
@@ -134,11 +170,12 @@ def advance(
 
 def _queue_step(
     session: Session,
-    run: WorkflowRun,
+    run: Run,
     step: StepDef,
     index: int,
     handlers: HandlerRegistry,
     actor: str | None,
+    claim: ClaimAtInsert | None,
 ) -> QueuedTask:
     assert step.uses is not None
     task_type = handlers.get(step.uses)
@@ -160,6 +197,10 @@ def _queue_step(
     values = queued._asdict()
     del values["id"]
     values.update(status=TaskState.QUEUED, step_index=index, run_at=utcnow())
+    claimed = claim(queued) if claim is not None else None
+    if claimed:
+        # One insert instead of insert + claim; nobody else could see the row in between anyway.
+        values.update(claimed)
     key = session.connection().execute(_INSERT_TASK, values).inserted_primary_key
     assert key is not None
     queued = queued._replace(id=key[0])
@@ -176,9 +217,7 @@ def _queue_step(
     return queued
 
 
-def _park_on_approval(
-    session: Session, run: WorkflowRun, step: StepDef, index: int, actor: str | None
-) -> None:
+def _park_on_approval(session: Session, run: Run, step: StepDef, index: int, actor: str | None) -> None:
     s = scope(run)
     title = str(render(step.title, s)) if step.title else f"{run.workflow} #{run.id}: {step.name}"
     context = render(step.context, s) if step.context else {"steps": run.context, "input": run.input}
@@ -227,7 +266,7 @@ def _park_on_approval(
     )
 
 
-def finish(session: Session, run: WorkflowRun, state: RunState, *, actor: str | None, reason: str) -> None:
+def finish(session: Session, run: Run, state: RunState, *, actor: str | None, reason: str) -> None:
     previous = run.status
     run.status = state
     run.finished_at = utcnow()
