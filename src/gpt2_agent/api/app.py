@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import cast
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 import gpt2_agent
 from gpt2_agent.actions.feedback import install_feedback
+from gpt2_agent.actions.gate import GateDecision, GateFeatures, ThresholdGate
 from gpt2_agent.actions.order_registration import register_order_actions
 from gpt2_agent.actions.registration import register_model_free_actions
 from gpt2_agent.actions.storage import FileService, Storage
@@ -44,6 +46,7 @@ from gpt2_agent.engine.metrics import EngineMetrics
 from gpt2_agent.nlu.dialogue import DialogueManager, EngineLike
 from gpt2_agent.nlu.service import NluService
 from gpt2_agent.registry import Registry
+from gpt2_agent.rl.gate import LearnedGate, load_gate
 from gpt2_agent.serving import ServingRuntime
 from gpt2_agent.store import Database, open_database, upgrade
 
@@ -65,10 +68,41 @@ class Components:
     metrics_registry: CollectorRegistry
     registry: Registry
     runtime: ServingRuntime
+    gate: LearnedGate  # the order actions' automation gate (learned policy or the thresholds)
 
     def close(self) -> None:
+        # The gate opens nothing of its own: it reads through the registry and this database.
         self.runtime.close()
         self.engine.db.dispose()
+
+
+class OrderGate:
+    """The rl package's gate as the order actions' ``AutomationGate``.
+
+    rl may not import actions, so its decisions are a mirror class with the same fields; this
+    turns them into the actions' own :class:`GateDecision`.
+    """
+
+    def __init__(self, gate: LearnedGate) -> None:
+        self.gate = gate
+
+    def decide(self, features: GateFeatures) -> GateDecision:
+        """The learned gate's decision (or its threshold fallback's)."""
+        d = self.gate.decide(features)
+        return GateDecision(d.action, d.reason, d.policy_version, d.propensity)
+
+
+def build_gate(settings: Settings, registry: Registry, db: Database) -> LearnedGate:
+    """The automation gate: the production ``gate_policy_model`` when one is promoted (hot-reloaded,
+    under the hard rules), else exactly the threshold gate of each workflow.
+
+    Serving a policy reads plain tensors (safetensors + JSON): Stable-Baselines3 and Gymnasium
+    are loaded only by training, never here.
+    """
+    # One ThresholdGate per workflow, built on first use (as GateService does without a gate), so
+    # a bad per-workflow override fails that workflow's decisions, not the server start.
+    thresholds = cache(lambda workflow: ThresholdGate.from_settings(settings, workflow))
+    return load_gate(settings, registry, fallback=thresholds, db=db)
 
 
 def build_components(settings: Settings, db: Database | None = None) -> Components:
@@ -82,7 +116,8 @@ def build_components(settings: Settings, db: Database | None = None) -> Componen
     model_registry = Registry(settings, db)
     runtime = ServingRuntime(settings, model_registry, train_hints=SERVED_MODELS)
     register_model_free_actions(engine.handlers, settings, db)
-    register_order_actions(engine.handlers, settings, db, runtime)
+    gate = build_gate(settings, model_registry, db)
+    register_order_actions(engine.handlers, settings, db, runtime, gate=OrderGate(gate))
     install_feedback(engine)
     engine.handlers.register(train_task(settings))
     shipped = resources.files("gpt2_agent") / "workflows"
@@ -91,7 +126,7 @@ def build_components(settings: Settings, db: Database | None = None) -> Componen
     if settings.workflows_dir is not None:
         engine.workflows.load_dir(settings.workflows_dir)
     load_plugins(engine, settings)
-    return Components(engine, metrics_registry, model_registry, runtime)
+    return Components(engine, metrics_registry, model_registry, runtime, gate)
 
 
 def build_engine(settings: Settings, db: Database | None = None) -> tuple[Engine, CollectorRegistry]:
@@ -136,6 +171,7 @@ def create_app(settings: Settings | None = None, *, start_executor: bool = True)
     app.state.files = FileService(engine.db, Storage(settings.storage_path), settings)
     app.state.registry = parts.registry
     app.state.runtime = parts.runtime
+    app.state.gate = parts.gate
     app.state.served_models = SERVED_MODELS
     app.state.nlu = NluService(settings, engine.db, parts.registry)
     # nlu may not import the engine, so its protocol is written loosely (keyword arguments);
