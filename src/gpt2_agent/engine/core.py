@@ -291,15 +291,14 @@ class Engine:
     def _claim_rows(
         self, stmt: Select[Any], params: dict[str, Any], worker: str, now: dt.datetime
     ) -> list[Claim]:
-        with self.db.write_session() as session, events.batched(session):
-            conn = session.connection()
+        with self.db.write_connection() as conn, events.batched(conn):
             claims = []
             for row in conn.execute(stmt, params).all():
                 task = runs.QueuedTask(*row)
                 lease = self._lease(task, worker, now)
                 result = conn.execute(_TAKE, {"b_id": task.id, **lease})
                 if getattr(result, "rowcount", 0) == 1:  # still queued: claimed once only
-                    claims.append(self._claimed(session, conn, task, lease))
+                    claims.append(self._claimed(conn, task, lease))
             return claims
 
     def _lease(self, task: runs.QueuedTask, worker: str, now: dt.datetime) -> dict[str, Any]:
@@ -316,7 +315,6 @@ class Engine:
 
     def _claimed(
         self,
-        session: Session,
         conn: Connection,
         task: runs.QueuedTask,
         lease: dict[str, Any],
@@ -330,7 +328,7 @@ class Engine:
         attempt: int = lease["attempt"]
         worker: str = lease["lease_owner"]
         events.record(
-            session,
+            conn,
             actor=worker,
             from_state=TaskState.QUEUED,
             to_state=TaskState.RUNNING,
@@ -349,7 +347,7 @@ class Engine:
                 started = getattr(result, "rowcount", 0) == 1
             if started:
                 events.record(
-                    session,
+                    conn,
                     actor=worker,
                     from_state=RunState.QUEUED,
                     to_state=RunState.RUNNING,
@@ -392,8 +390,7 @@ class Engine:
         now = utcnow()
         queued: list[runs.QueuedTask] = []
         next_claim: Claim | None = None
-        with self.db.write_session() as session, events.batched(session):
-            conn = session.connection()
+        with self.db.write_connection() as conn, events.batched(conn):
             result = conn.execute(
                 _COMPLETE,
                 {
@@ -411,7 +408,7 @@ class Engine:
                 log.warning("completion of task %s attempt %s fenced out", claim.task_id, claim.attempt)
                 return False, None
             events.record(
-                session,
+                conn,
                 actor=claim.worker,
                 from_state=TaskState.RUNNING,
                 to_state=TaskState.SUCCEEDED,
@@ -437,9 +434,9 @@ class Engine:
                     chained.update(self._lease(task, claim.worker, utcnow()))
                     return chained
 
-                queued = runs.advance(session, run, self.handlers, actor=claim.worker, claim=chain)
+                queued = runs.advance(conn, run, self.handlers, actor=claim.worker, claim=chain)
                 if chained:
-                    next_claim = self._claimed(session, conn, queued[0], chained, run=run)
+                    next_claim = self._claimed(conn, queued[0], chained, run=run)
                     queued = []
                 conn.execute(_SAVE_RUN, _run_fields(run))
         self._observe(claim, "succeeded", now)

@@ -6,13 +6,16 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
 from gpt2_agent.store.base import utcnow
 from gpt2_agent.store.engine_tables import TaskEvent
 
 SYSTEM_ACTOR = "system"
+
+# Where a transition is written: an ORM session, or a bare connection on the hot path.
+Target = Session | Connection
 
 # Where a transaction collects its events while batching (see :func:`batched`).
 _PENDING = "gpt2_agent.engine.events"
@@ -21,8 +24,13 @@ _PENDING = "gpt2_agent.engine.events"
 _INSERT = insert(TaskEvent)
 
 
+def connection(target: Target) -> Connection:
+    """The connection (and so the transaction) behind ``target``."""
+    return target.connection() if isinstance(target, Session) else target
+
+
 def record(
-    session: Session,
+    target: Target,
     *,
     actor: str | None,
     to_state: str,
@@ -35,7 +43,8 @@ def record(
     """Append one event row in the caller's transaction.
 
     Goes straight to the connection (no ORM bookkeeping): events are written, never updated.
-    Inside :func:`batched` the row is written when the batch closes, still in this transaction.
+    Inside :func:`batched` (on the same ``target``) the row is written when the batch closes,
+    still in this transaction.
     """
     row = {
         "task_id": task_id,
@@ -47,30 +56,31 @@ def record(
         "reason": reason[:4000],
         "attempt": attempt,
     }
-    pending: list[dict[str, Any]] | None = session.info.get(_PENDING)
+    pending: list[dict[str, Any]] | None = target.info.get(_PENDING)
     if pending is not None:
         pending.append(row)
     else:
-        session.connection().execute(_INSERT, row)
+        connection(target).execute(_INSERT, row)
 
 
 @contextlib.contextmanager
-def batched(session: Session) -> Iterator[None]:
+def batched(target: Target) -> Iterator[None]:
     """Collect the events recorded inside the block and insert them with one statement at its end.
 
     A transition writes several events (completed, next step queued, claimed); one multi-row
     insert costs about as much as one row. Rows keep their order, so ids keep the timeline's
     order. On an exception nothing is written (the transaction rolls back anyway).
     """
-    if _PENDING in session.info:  # already batching: the outer block writes them
+    if _PENDING in target.info:  # already batching: the outer block writes them
         yield
         return
     pending: list[dict[str, Any]] = []
-    session.info[_PENDING] = pending
+    target.info[_PENDING] = pending
     try:
         yield
     finally:
-        del session.info[_PENDING]
+        del target.info[_PENDING]
     if pending:
-        session.flush()  # rows the events point to (tasks, runs) must exist first
-        session.connection().execute(_INSERT, pending)
+        if isinstance(target, Session):
+            target.flush()  # rows the events point to (tasks, runs) must exist first
+        connection(target).execute(_INSERT, pending)

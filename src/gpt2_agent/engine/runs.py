@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from gpt2_agent.engine import events
 from gpt2_agent.engine.errors import InvalidInput, UnknownTaskType
+from gpt2_agent.engine.events import Target
 from gpt2_agent.engine.expressions import ExpressionError, evaluate, render
 from gpt2_agent.engine.handlers import HandlerRegistry
 from gpt2_agent.engine.states import (
@@ -35,6 +36,7 @@ _DEFINITIONS: dict[str, WorkflowDef] = {}
 
 # Core insert (no unit of work): a queued step is written once and then only updated by statement.
 _INSERT_TASK = insert(Task)
+_INSERT_APPROVAL = insert(Approval)
 
 
 class QueuedTask(NamedTuple):
@@ -122,7 +124,7 @@ def record_step_output(run: Run, step: str, output: dict[str, Any] | None, skipp
 
 
 def advance(
-    session: Session,
+    session: Target,
     run: Run,
     handlers: HandlerRegistry,
     *,
@@ -169,7 +171,7 @@ def advance(
 
 
 def _queue_step(
-    session: Session,
+    session: Target,
     run: Run,
     step: StepDef,
     index: int,
@@ -201,7 +203,7 @@ def _queue_step(
     if claimed:
         # One insert instead of insert + claim; nobody else could see the row in between anyway.
         values.update(claimed)
-    key = session.connection().execute(_INSERT_TASK, values).inserted_primary_key
+    key = events.connection(session).execute(_INSERT_TASK, values).inserted_primary_key
     assert key is not None
     queued = queued._replace(id=key[0])
     events.record(
@@ -217,40 +219,45 @@ def _queue_step(
     return queued
 
 
-def _park_on_approval(session: Session, run: Run, step: StepDef, index: int, actor: str | None) -> None:
+def _park_on_approval(session: Target, run: Run, step: StepDef, index: int, actor: str | None) -> None:
     s = scope(run)
     title = str(render(step.title, s)) if step.title else f"{run.workflow} #{run.id}: {step.name}"
     context = render(step.context, s) if step.context else {"steps": run.context, "input": run.input}
-    task = Task(
-        type=APPROVAL_TASK_TYPE,
-        queue="approvals",
-        status=TaskState.WAITING_APPROVAL,
-        input={"title": title},
-        run_id=run.id,
-        step_name=step.name,
-        step_index=index,
-        idempotency_key=f"run:{run.id}:{step.name}",
-        max_attempts=1,
-        submitted_by=run.submitted_by,
-    )
-    session.add(task)
-    session.flush()
-    session.add(
-        Approval(
-            run_id=run.id,
-            task_id=task.id,
-            step_name=step.name,
-            status=ApprovalState.PENDING,
-            title=title,
-            context=context,
-            submitted_by=run.submitted_by,
-        )
+    conn = events.connection(session)
+    key = conn.execute(
+        _INSERT_TASK,
+        {
+            "type": APPROVAL_TASK_TYPE,
+            "queue": "approvals",
+            "status": TaskState.WAITING_APPROVAL,
+            "input": {"title": title},
+            "run_id": run.id,
+            "step_name": step.name,
+            "step_index": index,
+            "idempotency_key": f"run:{run.id}:{step.name}",
+            "max_attempts": 1,
+            "submitted_by": run.submitted_by,
+        },
+    ).inserted_primary_key
+    assert key is not None
+    task_id = key[0]
+    conn.execute(
+        _INSERT_APPROVAL,
+        {
+            "run_id": run.id,
+            "task_id": task_id,
+            "step_name": step.name,
+            "status": ApprovalState.PENDING,
+            "title": title,
+            "context": context,
+            "submitted_by": run.submitted_by,
+        },
     )
     events.record(
         session,
         actor=actor,
         to_state=TaskState.WAITING_APPROVAL,
-        task_id=task.id,
+        task_id=task_id,
         run_id=run.id,
         reason=f"waiting for a decision on {step.name!r}",
     )
@@ -266,7 +273,7 @@ def _park_on_approval(session: Session, run: Run, step: StepDef, index: int, act
     )
 
 
-def finish(session: Session, run: Run, state: RunState, *, actor: str | None, reason: str) -> None:
+def finish(session: Target, run: Run, state: RunState, *, actor: str | None, reason: str) -> None:
     previous = run.status
     run.status = state
     run.finished_at = utcnow()
