@@ -1,4 +1,5 @@
-"""Dashboard: counts by state, throughput over the last hour, automation rate, recent work (all live)."""
+"""Dashboard: counts by state, throughput over the last hour, automation rate, the automation gate's
+policy and cost per order, recent work (all live)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,18 @@ async def _counts(api: Api, session: Session) -> dict[str, Any]:
     return {"tasks": tasks, "runs": runs, "automation": automation}
 
 
+async def _gate(api: Api, session: Session) -> dict[str, Any] | None:
+    """The gate section of ``GET /stats`` (approvers and admins only; None for others or on error)."""
+    if not session.at_least("approver"):
+        return None
+    try:
+        stats = await api.get("/stats")
+    except ApiError:
+        return None
+    gate = stats.get("gate") if isinstance(stats, dict) else None
+    return gate if isinstance(gate, dict) else None
+
+
 async def _recent(api: Api) -> dict[str, Any]:
     tasks, runs = await api.gather(api.get("/tasks", limit=RECENT), api.get("/runs", limit=RECENT))
     return {
@@ -73,6 +86,7 @@ async def dashboard(request: Request, session: SessionDep, api: ApiDep) -> Respo
     """The dashboard page."""
     counts = await _counts(api, session)
     recent = await _recent(api)
+    gate = await _gate(api, session)
     return render(
         request,
         "dashboard.html",
@@ -80,6 +94,8 @@ async def dashboard(request: Request, session: SessionDep, api: ApiDep) -> Respo
         counts_sig=_signature(counts),
         recent=recent,
         recent_sig=_signature(recent),
+        gate=gate,
+        gate_sig=_signature(gate),
     )
 
 
@@ -91,6 +107,18 @@ async def dashboard_counts(request: Request, session: SessionDep, api: ApiDep, s
     if sig == new_sig:
         return Response(status_code=204)
     return render(request, "partials/counts.html", counts=counts, counts_sig=new_sig)
+
+
+@router.get("/dashboard/gate", include_in_schema=False)
+async def dashboard_gate(request: Request, session: SessionDep, api: ApiDep, sig: str = "") -> Response:
+    """The automation gate panel (polled); 204 when nothing changed or the user may not see it."""
+    if not session.at_least("approver"):
+        return Response(status_code=204)
+    gate = await _gate(api, session)
+    new_sig = _signature(gate)
+    if sig == new_sig:
+        return Response(status_code=204)
+    return render(request, "partials/gate.html", gate=gate, gate_sig=new_sig)
 
 
 @router.get("/dashboard/recent", include_in_schema=False)
