@@ -120,14 +120,17 @@ class Engine:
         self.metrics = metrics
         self._queued_listeners: list[Callable[[list[int]], None]] = []
         self.decision_listeners: list[DecisionListener] = []
-        # Claims lock the rows they take on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises.
+        # Claims and completions lock the rows they read on PostgreSQL; SQLite's BEGIN IMMEDIATE
+        # already serialises writers. Built once: a statement object keeps its cache key.
+        sqlite = db.is_sqlite
         self._claim_any, self._claim_in_queues, self._claim_one = (
             (_CLAIM_ANY, _CLAIM_IN_QUEUES, _CLAIM_ONE)
-            if db.is_sqlite
+            if sqlite
             else tuple(
                 s.with_for_update(skip_locked=True) for s in (_CLAIM_ANY, _CLAIM_IN_QUEUES, _CLAIM_ONE)
             )
         )
+        self._load_run_stmt = _LOAD_RUN if sqlite else _LOAD_RUN.with_for_update()
 
     # --- listeners ---------------------------------------------------------------------------
 
@@ -446,8 +449,7 @@ class Engine:
 
     def _load_run(self, conn: Connection, run_id: int) -> runs.RunRecord | None:
         """The run, locked for this transaction; write it back with ``_SAVE_RUN``."""
-        stmt = _LOAD_RUN.with_for_update() if not self.db.is_sqlite else _LOAD_RUN
-        row = conn.execute(stmt, {"b_id": run_id}).first()
+        row = conn.execute(self._load_run_stmt, {"b_id": run_id}).first()
         return runs.RunRecord(*row) if row is not None else None
 
     def fail(self, claim: Claim, error: str, *, retryable: bool) -> str | None:
