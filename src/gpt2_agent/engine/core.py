@@ -871,14 +871,17 @@ class Engine:
 def _run_fields(run: runs.RunRecord) -> dict[str, Any]:
     """Parameters of ``_SAVE_RUN``: every field that advancing a run may change.
 
-    (``updated_at`` is set by the column's onupdate.)
+    (``updated_at`` is set by the column's onupdate.) ``output`` is left out while it is None:
+    a JSON column would store None as the JSON text ``null`` rather than SQL NULL.
     """
-    return {
+    fields = {
         "b_id": run.id,
         "status": run.status,
         "context": run.context,
         "current_step": run.current_step,
-        "output": run.output,
         "error": run.error,
         "finished_at": run.finished_at,
     }
+    if run.output is not None:
+        fields["output"] = run.output
+    return fields
