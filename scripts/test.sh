@@ -5,10 +5,13 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
 
 # Browser tests drive Debian's chromium; install it when we can (root + apt), else they skip.
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-  echo "installing chromium for the browser tests..."
-  (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) \
-    || echo "could not install chromium: browser tests will be skipped"
+# A small Chinese font too, so the screenshots of the zh pages show characters, not boxes.
+PACKAGES="chromium fonts-wqy-microhei"
+if { [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/wqy ]; } \
+  && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  echo "installing $PACKAGES for the browser tests..."
+  (apt-get install -y -qq $PACKAGES >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $PACKAGES >/dev/null 2>&1)) \
+    || echo "could not install $PACKAGES: browser tests will be skipped"
 fi
 
 echo "== ruff"

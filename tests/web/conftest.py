@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,24 +75,11 @@ class Server:
 USERS = {"ada": "admin", "abe": "approver", "bea": "approver", "sam": "submitter", "sue": "submitter"}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The app from ``create_app`` (which mounts the console) served by uvicorn on a free port."""
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on a free port of 127.0.0.1; yields its URL."""
     import uvicorn
 
-    home = tmp_path_factory.mktemp("web-home")
-    settings = load_settings(
-        home=home,
-        plugins=["tests.plugins.sample"],
-        poll_interval_seconds=0.05,
-        sweep_interval_seconds=0.2,
-        lease_seconds=5.0,
-        heartbeat_seconds=1.0,
-        executor_concurrency=2,
-    )
-    app = create_app(settings)
-    keys = {name: create_key(app.state.db, name=name, role=role)[1] for name, role in USERS.items()}
-    register_tiny_model(app.state.registry, home / "outputs")
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
     )
@@ -105,10 +93,35 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         time.sleep(0.05)
     port = uv.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Server(url=f"http://127.0.0.1:{port}", settings=settings, keys=keys)
+        yield f"http://127.0.0.1:{port}"
     finally:
         uv.should_exit = True
         thread.join(timeout=10)
+
+
+# Quick polling and sweeping, so live pages and runs move within a test's patience.
+FAST = {"poll_interval_seconds": 0.05, "sweep_interval_seconds": 0.2, "executor_concurrency": 2}
+
+
+@contextmanager
+def running(settings: Settings, prepare: Callable[[Any], None] = lambda app: None) -> Iterator[Server]:
+    """``create_app(settings)`` with a key per user in :data:`USERS`, ``prepare(app)``, served."""
+    app = create_app(settings)
+    keys = {name: create_key(app.state.db, name=name, role=role)[1] for name, role in USERS.items()}
+    prepare(app)
+    with serve(app) as url:
+        yield Server(url=url, settings=settings, keys=keys)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The app from ``create_app`` (which mounts the console) with the sample plugin and two models."""
+    home = tmp_path_factory.mktemp("web-home")
+    settings = load_settings(
+        home=home, plugins=["tests.plugins.sample"], lease_seconds=5.0, heartbeat_seconds=1.0, **FAST
+    )
+    with running(settings, lambda app: register_tiny_model(app.state.registry, home / "outputs")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -154,5 +154,6 @@ async def execute(request: Request, session: SessionDep, api: ApiDep, form: Form
         return render(request, "audit.html", result=None, order_no=order_no, error="audit.error.malformed")
     target = f"/runs/{run['id']}"
     if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Location": target})
+        # A full page load, not an htmx swap: the run page's own scripts (its live timeline) must run.
+        return Response(status_code=200, headers={"HX-Redirect": target})
     return redirect(target)
