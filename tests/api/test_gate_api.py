@@ -222,3 +222,10 @@ def test_stats_report_policy_automation_rate_and_cost_per_order(
     assert stats["rejected_feedback"] == 0
     # Approvers and admins see the numbers; a submitter does not.
     assert server.client.get("/api/v1/stats", headers=server.clerk).status_code == 403
+
+
+@pytest.mark.parametrize("online", [False, True])
+def test_online_learning_is_a_setting(gate_settings: Settings, online: bool) -> None:
+    server = Server(gate_settings.model_copy(update={"gate_online_learning": online}))
+    # The serving gate learns from the feedback log only when the setting asks for it.
+    assert (server.app.state.gate.feedback is not None) is online

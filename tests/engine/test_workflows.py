@@ -144,3 +144,36 @@ def test_registry_loads_a_folder(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("name: a\nsteps:\n  - {name: s, uses: t}\n")
     registry = WorkflowRegistry()
     assert [d.name for d in registry.load_dir(tmp_path)] == ["a"]
+
+
+def test_the_timeline_of_an_approved_run_tells_every_transition_in_order(
+    engine: Engine, executor: LocalExecutor
+) -> None:
+    sub = engine.start_run("sample-approval", {"value": 50}, submitted_by="alice")
+    wait_for(lambda: engine.get_run(sub.id).status == "waiting_approval")
+    [approval] = engine.list_approvals(status="pending").items
+    engine.decide(approval.id, approve=True, by="bob", comment="fine")
+    wait_for(lambda: engine.get_run(sub.id).status == "succeeded")
+    steps = {t.id: t.step_name for t in engine.list_tasks(run_id=sub.id).items}
+    timeline = [
+        (steps.get(e.task_id, "run") if e.task_id else "run", e.from_state, e.to_state, e.actor == "bob")
+        for e in engine.task_events(run_id=sub.id)
+    ]
+    # Each step: queued, claimed, finished; the run follows; the person's decision is bob's.
+    assert timeline == [
+        ("run", None, "queued", False),
+        ("check", None, "queued", False),
+        ("check", "queued", "running", False),
+        ("run", "queued", "running", False),
+        ("check", "running", "succeeded", False),
+        ("review", None, "waiting_approval", False),
+        ("run", "running", "waiting_approval", False),
+        ("review", "waiting_approval", "succeeded", True),
+        ("run", "waiting_approval", "running", True),
+        ("act", None, "queued", True),
+        ("act", "queued", "running", False),
+        ("act", "running", "succeeded", False),
+        ("run", "running", "succeeded", False),
+    ]
+    ids = [e.id for e in engine.task_events(run_id=sub.id)]
+    assert ids == sorted(ids)

@@ -102,7 +102,7 @@ def build_gate(settings: Settings, registry: Registry, db: Database) -> LearnedG
     # One ThresholdGate per workflow, built on first use (as GateService does without a gate), so
     # a bad per-workflow override fails that workflow's decisions, not the server start.
     thresholds = cache(lambda workflow: ThresholdGate.from_settings(settings, workflow))
-    return load_gate(settings, registry, fallback=thresholds, db=db)
+    return load_gate(settings, registry, fallback=thresholds, db=db, online=settings.gate_online_learning)
 
 
 def build_components(settings: Settings, db: Database | None = None) -> Components:

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     gate_explore_min: float = Field(default=0.01, ge=0.0, le=0.5)
     gate_explore_max: float = Field(default=0.1, ge=0.0, le=0.5)
     gate_policy_reload_seconds: float = Field(default=5.0, ge=0.0)
+    # A tabular policy keeps learning in the serving process from the joined feedback log
+    # (exploration stays within the bounds above; the hard rules still apply).
+    gate_online_learning: bool = False
 
     # NLU and chat. The parser serves ``nlu_alias`` of model ``nlu_model`` and reloads when the
     # registry changes (checked at most every ``nlu_reload_interval_seconds``). Below
