@@ -1,5 +1,5 @@
 """Scale-out benchmark: the engine on PostgreSQL with the local executor and with 1, 2 and 4 Celery
-workers; (to come) DDP training with 2 processes against 1.
+workers; and DDP training with 2 processes against 1 (``--ddp``, ``--ddp-only``).
 
 Workload: a 3-step workflow of trivial steps (``bench/scale_plugin.py``; each step records when
 its handler was entered). For each configuration, on a fresh PostgreSQL schema:
@@ -217,12 +217,50 @@ def _wait_for(predicate: Callable[[], bool], timeout: float) -> None:
 
 
 # === DDP: 2 processes against 1, in tokens/s ================================================
-# Filled in by the training part: train the same tiny config with ``gpt2-agent train CONFIG
-# --nproc 1`` and ``--nproc 2`` (gloo on CPU) on the same tokens and report tokens/s of each,
-# their ratio, and the validation loss of both. Return rows for the table below, or None.
-def ddp_tokens_per_second() -> list[tuple[str, float, float]] | None:
-    """(configuration, tokens/s, validation loss) rows; None until the training part fills it in."""
-    return None
+# The same small GPT-2 language model, the same tokens (global batch 16 = 1 × 16 or 2 × 8) and the
+# same number of steps, trained by ``gpt2-agent train --nproc N`` (torchrun, gloo on CPU). Each
+# process uses one thread, so N processes use N cores.
+DDP_MODEL = ["model.n_layer=4", "model.n_embd=256", "model.n_head=4", "model.context=128"]
+
+
+def ddp_tokens_per_second(steps: int = 40, orders: int = 3000) -> list[tuple[str, float, float]]:
+    """(configuration, tokens/s, held-out loss) for 1 process and for 2."""
+    import json
+    import os
+    import tempfile
+
+    from gpt2_agent.demo import generate_warehouse
+
+    config = ROOT / "configs" / "lm-pretrain.tiny.toml"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        generate_warehouse(f"sqlite:///{home / 'warehouse.db'}", orders=orders, seed=0)
+        env = {**os.environ, "GPT2_AGENT_HOME": str(home)}
+        for nproc in (1, 2):
+            out = Path(tmp) / f"run-{nproc}"
+            overrides = [
+                *DDP_MODEL,
+                f"train.batch_size={16 // nproc}",
+                f"train.max_steps={steps}",
+                "train.eval_every=100000",
+                "train.checkpoint_every=100000",
+                "eval.plots=false",
+                f'output_dir="{out}"',
+            ]
+            cmd = [sys.executable, "-m", "gpt2_agent.cli.main", "train", str(config), "--nproc", str(nproc)]
+            cmd += ["--fresh", "--no-progress", *[f"--set={o}" for o in overrides]]
+            subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+            metrics = json.loads((out / "model" / "metrics.json").read_text(encoding="utf-8"))
+            rows.append(
+                (
+                    f"{nproc} process{'es' if nproc > 1 else ''}",
+                    metrics["train"]["tokens_per_s"],
+                    metrics["loss"],
+                )
+            )
+    return rows
 
 
 # =============================================================================================
@@ -240,7 +278,11 @@ def main() -> None:
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--no-local", action="store_true")
     parser.add_argument("--ddp", action="store_true", help="also run the DDP measurement (training part)")
+    parser.add_argument("--ddp-only", action="store_true", help="only the DDP measurement")
     args = parser.parse_args()
+    if args.ddp_only:
+        ddp_table(console)
+        return
 
     console.print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load "
@@ -299,14 +341,16 @@ def main() -> None:
         console.print(f"{before.name} -> {after.name}: runs/s x{after.runs_per_s / before.runs_per_s:.2f}")
 
     if args.ddp:
-        rows = ddp_tokens_per_second()
-        if rows is None:
-            console.print("DDP: not measured yet (bench/scale.py: ddp_tokens_per_second)")
-        else:
-            ddp = Table("configuration", "tokens/s", "validation loss", title="DDP training, CPU (gloo)")
-            for name, tps, loss in rows:
-                ddp.add_row(name, f"{tps:.0f}", f"{loss:.4f}")
-            console.print(ddp)
+        ddp_table(console)
+
+
+def ddp_table(console: Console) -> None:
+    """Measure and print DDP 2 processes against 1."""
+    rows = ddp_tokens_per_second()
+    ddp = Table("configuration", "tokens/s", "× 1 process", "held-out loss", title="DDP training, CPU (gloo)")
+    for name, tps, loss in rows:
+        ddp.add_row(name, f"{tps:.0f}", f"{tps / rows[0][1]:.2f}", f"{loss:.4f}")
+    console.print(ddp)
 
 
 if __name__ == "__main__":

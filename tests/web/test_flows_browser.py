@@ -156,6 +156,8 @@ def test_start_a_tiny_training_run_and_watch_the_loss_chart(
             "() => Number(document.getElementById('loss-chart').dataset.points || 0) > 0", timeout=90_000
         )
         assert ada.page.locator("#loss-chart canvas").count() > 0
+        # The status follows the run without a reload (the page opened while it was queued).
+        ada.page.locator("#training-status .badge:not(.s-queued)").wait_for(timeout=LIVE)
         summary = ada.page.locator("#loss-summary").inner_text()
         assert re.match(r"[1-9][\d,]* points; last training loss \d", summary), summary
         shoot(ada, shots, "flow_training_live.en.png")

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from gpt2_agent.web.api import ApiError, SignedOut
-from gpt2_agent.web.core import ApiDep, FormDep, SessionDep, WebRoute, redirect, render
+from gpt2_agent.web.core import ApiDep, FormDep, SessionDep, WebRoute, redirect, render, render_fragment
 
 router = APIRouter(route_class=WebRoute)
 
@@ -122,5 +122,12 @@ async def training_data(request: Request, run_id: int, session: SessionDep, api:
     run = await api.get(f"/training-runs/{run_id}")
     evaluation = run.get("evaluation") or {}
     reliability = evaluation.get("reliability") if isinstance(evaluation, dict) else None
-    body = {"status": run.get("status"), "curves": curves(run), "reliability": reliability}
+    status = run.get("status")
+    body = {
+        "status": status,
+        # The badge in the page's language, so the page can follow the run without a reload.
+        "status_html": render_fragment(request, "partials/status.html", s=status),
+        "curves": curves(run),
+        "reliability": reliability,
+    }
     return JSONResponse(body, headers={"Cache-Control": "no-store"})

@@ -88,7 +88,8 @@
         if (!lossChart) {
           lossChart = makeChart(loss, {
             scales: { x: { time: false } },
-            axes: [{ label: loss.dataset.labelStep }, {}],
+            // Steps are whole numbers: no ticks at 2.5.
+            axes: [{ label: loss.dataset.labelStep, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000] }, {}],
             series: [
               { label: loss.dataset.labelStep },
               { label: loss.dataset.labelLoss, stroke: MAIN, width: 2, spanGaps: true, points: { show: true, size: 4 } },
@@ -106,6 +107,8 @@
           });
         }
         drawReliability(data.reliability);
+        var badge = document.getElementById("training-status");
+        if (badge && data.status_html && loss.dataset.status !== data.status) badge.innerHTML = data.status_html;
         if (terminal.indexOf(data.status) < 0) window.setTimeout(poll, 2000);
         else if (loss.dataset.status && loss.dataset.status !== data.status) window.location.reload();
         loss.dataset.status = data.status;
