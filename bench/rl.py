@@ -30,6 +30,7 @@ import logging
 import sys
 import time
 import warnings
+from contextlib import suppress
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -65,10 +66,8 @@ def audit_model(settings: Any, db: Any) -> int:
     from gpt2_agent.training import train_from_config
 
     registry = Registry(settings, db)
-    try:
+    with suppress(NotFound):  # none yet: train one below
         return registry.resolve("order-audit").version
-    except NotFound:
-        pass
     url = settings.warehouse_url
     log(f"no production order-audit in {settings.home}: {TRAIN_ORDERS} orders, training the tiny config")
     generate_warehouse(url, orders=TRAIN_ORDERS, seed=TRAIN_SEED)

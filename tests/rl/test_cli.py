@@ -39,8 +39,6 @@ def _fill_log(db: Database, rows: LogRows, n: int = 120) -> None:
 def test_train_evaluate_promote_from_the_log(
     settings: Settings, database: Database, log_rows: LogRows, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not settings.database_url.startswith("sqlite"):
-        pytest.skip("the CLI flow is the same on every database; the log's SQL is covered elsewhere")
     monkeypatch.setenv("GPT2_AGENT_HOME", str(settings.home))
     monkeypatch.setenv("GPT2_AGENT_DATABASE_URL", settings.database_url)
     runner = CliRunner()

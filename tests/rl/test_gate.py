@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -46,6 +47,32 @@ def _publish(
     if promote:
         registry.set_alias(settings.gate_policy_model, "production", version, by="tests")
     return version
+
+
+def _table_policy(
+    settings: Settings,
+    database: Database,
+    tmp: Path,
+    costs: list[float],
+    *,
+    explore: tuple[float, float],
+    visits: float,
+    **policy: Any,
+) -> tuple[Settings, Registry]:
+    """Promote a tabular policy with the same action costs in every state; settings that reload it
+    at once and explore within ``explore``."""
+    settings = settings.model_copy(
+        update={
+            "gate_policy_reload_seconds": 0.0,
+            "gate_explore_min": explore[0],
+            "gate_explore_max": explore[1],
+        }
+    )
+    registry = Registry(settings, database)
+    disc = Discretizer()
+    table = np.tile(costs, (disc.n_states, 1))
+    _publish(settings, registry, TabularPolicy(disc, table, np.full_like(table, visits), **policy), tmp)
+    return settings, registry
 
 
 def _policies() -> list[Policy]:
@@ -159,13 +186,10 @@ def test_enforced_actions_never_break_the_rules(p: float, cents: int, action: in
 def test_exploration_stays_within_the_bounds_and_propensities_are_logged(
     settings: Settings, database: Database, tmp_path: Path
 ) -> None:
-    settings = settings.model_copy(
-        update={"gate_policy_reload_seconds": 0.0, "gate_explore_min": 0.05, "gate_explore_max": 0.2}
+    # approve is cheapest everywhere
+    settings, registry = _table_policy(
+        settings, database, tmp_path, [0.0, 50.0, 8.0], explore=(0.05, 0.2), visits=0.0, epsilon_max=0.9
     )
-    registry = Registry(settings, database)
-    disc = Discretizer()
-    table = np.tile([0.0, 50.0, 8.0], (disc.n_states, 1))  # approve is cheapest everywhere
-    _publish(settings, registry, TabularPolicy(disc, table, np.zeros_like(table), epsilon_max=0.9), tmp_path)
     gate = LearnedGate(settings, registry, seed=1)
     decisions = [gate.decide(_features(0.97, "80.00")) for _ in range(400)]
     explored = [d for d in decisions if d.action == "escalate"]
@@ -209,13 +233,10 @@ def test_the_gate_learns_online_from_the_feedback_log(
     from gpt2_agent.actions.gate import GateService
     from gpt2_agent.rl.feedback_log import FeedbackLog
 
-    settings = settings.model_copy(
-        update={"gate_policy_reload_seconds": 0.0, "gate_explore_min": 0.0, "gate_explore_max": 0.0}
+    # approving looks cheap everywhere
+    settings, registry = _table_policy(
+        settings, database, tmp_path, [1.0, 50.0, 8.0], explore=(0.0, 0.0), visits=3.0
     )
-    registry = Registry(settings, database)
-    disc = Discretizer()
-    table = np.tile([1.0, 50.0, 8.0], (disc.n_states, 1))  # approving looks cheap everywhere
-    _publish(settings, registry, TabularPolicy(disc, table, np.full_like(table, 3.0)), tmp_path)
     gate = load_gate(settings, registry, db=database, online=True)
     service = GateService(settings, database, gate)
     feedback = FeedbackLog(database)
