@@ -181,3 +181,19 @@ def test_parse_sample_formats() -> None:
         parse_sample({"texts": ["a"], "labels": ["maybe"]}, LABELS, source="x")
     with pytest.raises(ValueError):
         CheckSample.of(["a", "b"], ["approve"])
+
+
+def test_a_pipeline_trained_version_carries_its_own_check_sample(
+    make_runtime: type[ServingRuntime], registry: Registry, audit_model_dir: Path
+) -> None:
+    """The training pipeline stores held-out texts with a classifier, so a server that was given
+    no check sample can still verify a cheaper precision (here int8, allowed any loss) before it
+    uses it; without them it would serve fp32 only."""
+    version = registry.register(audit_model_dir, MODEL, created_by="tests").version
+    registry.promote(MODEL, version, by="tests")
+    rt = make_runtime(quantize=True, quantize_tolerance=1.0, dtype="fp32")
+    rt.predict(MODEL, ["99.00 CNY | web | 商品: 保温杯"])
+    info = rt.info(MODEL)
+    assert info["precision"] == "int8", info
+    assert info["precision_info"]["sample"].endswith(EVAL_SAMPLE_FILE)
+    assert info["precision_info"]["sample_size"] > 0

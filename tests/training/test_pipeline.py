@@ -52,6 +52,7 @@ def test_order_audit_end_to_end(settings: Settings, database: Database, warehous
         "labels.json",
         "metrics.json",
         "lineage.json",
+        "eval_sample.json",
     } <= files
     metrics = json.loads((result.model_dir / "metrics.json").read_text())
     assert {"accuracy", "roc_auc", "f1", "ece", "confusion_matrix", "per_class"} <= set(metrics)
@@ -61,6 +62,10 @@ def test_order_audit_end_to_end(settings: Settings, database: Database, warehous
     assert lineage["config"]["train"]["max_steps"] == 12
     for png in ("loss.png", "confusion_matrix.png", "reliability.png"):
         assert (result.output_dir / "plots" / png).read_bytes()[:4] == b"\x89PNG"
+    # The held-out sample that serving checks cheaper precisions on: test-split texts, labelled.
+    sample = json.loads((result.model_dir / "eval_sample.json").read_text())
+    assert len(sample["texts"]) == len(sample["labels"]) == min(256, metrics["n_examples"]) > 0
+    assert set(sample["labels"]) == {"reject", "approve"}
 
     registry = Registry(settings, database)
     version = registry.resolve("order-audit:candidate")

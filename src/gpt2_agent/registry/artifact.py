@@ -44,6 +44,9 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 LINEAGE_FILE = "lineage.json"
 LABELS_FILE = "labels.json"
+# Held-out texts (and labels) a classifier version carries, so whoever serves it can check a
+# cheaper precision (bf16, int8) against fp32 on data the model never trained on.
+EVAL_SAMPLE_FILE = "eval_sample.json"
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,11 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
+from gpt2_agent.registry.artifact import EVAL_SAMPLE_FILE
 from gpt2_agent.serving.loader import SEQUENCE_CLASSIFICATION, ServedModel
 
 logger = logging.getLogger(__name__)
 
-EVAL_SAMPLE_FILE = "eval_sample.json"
 DTYPES = ("auto", "fp32", "bf16")
 _TIMING_REPEATS = 3
 

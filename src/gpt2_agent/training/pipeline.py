@@ -10,7 +10,8 @@ models) → model → training → evaluation → (registration). Everything lan
     metrics.jsonl         per-step metrics
     plots/                loss.png, confusion_matrix.png, reliability.png
     model/                the artifact: config.json, model.safetensors, tokenizer files,
-                          labels.json, metrics.json, lineage.json
+                          labels.json, metrics.json, lineage.json, and for a classifier
+                          eval_sample.json (held-out texts that serving checks bf16/int8 on)
 
 The run is a row in ``training_runs`` (metrics per step in ``training_metrics``). Running the
 same config again resumes from the last checkpoint and continues the same row. Under
@@ -37,6 +38,7 @@ from sqlalchemy import select
 
 from gpt2_agent.config import Settings
 from gpt2_agent.modeling import ModelSpec, build_model, causal_lm_loss
+from gpt2_agent.registry.artifact import EVAL_SAMPLE_FILE
 from gpt2_agent.store import Database, create_database, upgrade
 from gpt2_agent.store.training_tables import TrainingRun, create_run, update_run
 from gpt2_agent.training.batches import Batch, TensorBatches
@@ -61,6 +63,7 @@ logger = logging.getLogger(__name__)
 
 LINEAGE_FILE = "lineage.json"
 LABELS_FILE = "labels.json"
+EVAL_SAMPLE_SIZE = 256
 REGISTRY_PREFIX = "registry:"
 LM_EVAL_BATCHES = 50  # periodic LM evaluation reads at most this many validation batches
 # The registry's task kinds for our model classes.
@@ -259,7 +262,7 @@ def _run(
         metrics = _final_eval(cfg, task, model, tokenizer, splits, test_batches)
         metrics["train"] = {k: v for k, v in fit.to_dict().items() if k != "checkpoint"}
         lineage = _lineage(cfg, spec, splits, tokenizer, out_dir, run_id, fit)
-        _write_artifact(model_dir, model, tokenizer, metrics, lineage, task)
+        _write_artifact(model_dir, model, tokenizer, metrics, lineage, task, _eval_sample(task, splits))
         write_report(
             metrics,
             out_dir,
@@ -440,6 +443,7 @@ def _write_artifact(
     metrics: dict[str, Any],
     lineage: dict[str, Any],
     task: str,
+    eval_sample: dict[str, list[str]] | None = None,
 ) -> None:
     """The model folder, written beside and renamed into place (never half-written)."""
     tmp = model_dir.with_name(model_dir.name + ".tmp")
@@ -460,9 +464,28 @@ def _write_artifact(
     (tmp / LINEAGE_FILE).write_text(
         json.dumps(lineage, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
     )
+    if eval_sample is not None:
+        (tmp / EVAL_SAMPLE_FILE).write_text(json.dumps(eval_sample, ensure_ascii=False), encoding="utf-8")
     if model_dir.exists():
         shutil.rmtree(model_dir)
     os.replace(tmp, model_dir)
+
+
+def _eval_sample(
+    task: str, splits: DatasetSplits | None, size: int = EVAL_SAMPLE_SIZE
+) -> dict[str, list[str]] | None:
+    """Held-out texts and labels of a classifier (test split, else validation), a seeded sample.
+
+    Serving checks bf16 or int8 against fp32 on them before it uses either; without them it serves
+    fp32 (see :mod:`gpt2_agent.serving.precision`).
+    """
+    if task != "sequence_classification" or splits is None:
+        return None
+    held_out = [ex for ex in (splits.test or splits.validation) if ex.label is not None]
+    if not held_out:
+        return None
+    chosen = random.Random(0).sample(held_out, min(size, len(held_out)))
+    return {"texts": [ex.text for ex in chosen], "labels": [str(ex.label) for ex in chosen]}
 
 
 def _lineage(
