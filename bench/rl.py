@@ -15,7 +15,9 @@ What it does:
 3. Policies, all under the same cost model and hard rules (the settings' defaults unless
    overridden): always escalate; a single threshold at 0.5; the best pair of fixed thresholds
    chosen in hindsight on the same stream (an oracle); the learners online from the first order
-   (every exploratory mistake is paid for; outcomes arrive ``--delay`` orders late).
+   (every exploratory mistake is paid for; outcomes arrive ``--delay`` orders late for the
+   tabular learners and DQN; A2C and PPO are on-policy and learn from each rollout of ``n_steps``
+   orders as soon as it is collected).
 4. Drift: half-way through, fraud rings start using new accounts for orders under the
    auto-approve limit (a share of them turns fraudulent); the audit model does not know. Fixed
    thresholds tuned before the drift keep their thresholds; the learners see the chargebacks.
@@ -139,7 +141,7 @@ def run_scenario(
             )
             run = run_tabular(learner, s, costs, rules, seed=seed, delay=delay, name=name)
         else:
-            run, _ = run_sb3(name, s, costs, rules, seed=seed, name=name)
+            run, _ = run_sb3(name, s, costs, rules, seed=seed, delay=delay, name=name)
         log(f"{scenario.name}: {name} online over {len(s)} orders in {time.perf_counter() - started:.0f}s")
         runs.append(run)
     return {"scenario": scenario, "runs": runs, "hindsight": hindsight, "escalate": runs[0]}
@@ -228,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, default=OUT / "home")
     parser.add_argument("--learners", default=",".join(LEARNERS))
     parser.add_argument(
-        "--drift-learners", default="q_learning,sarsa,dqn", help="learners run in the drift scenario"
+        "--drift-learners", default=",".join(LEARNERS), help="learners run in the drift scenario"
     )
     parser.add_argument("--delay", type=int, default=200, help="orders before an outcome is known")
     parser.add_argument("--seed", type=int, default=0)

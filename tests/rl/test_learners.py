@@ -97,3 +97,48 @@ def test_hindsight_thresholds_are_the_best_pair(
                 ThresholdPolicy(float(approve_min), float(reject_max)), train_stream, costs, rules
             )
             assert other.total >= total - 1e-6
+
+
+def test_dqn_learns_each_outcome_only_after_the_delay(
+    train_stream: OrderStream, costs: CostModel, rules: HardRules
+) -> None:
+    stream = train_stream.slice(0, 300)
+    run, model = run_sb3("dqn", stream, costs, rules, seed=0, delay=120)
+    assert len(run.costs) == len(stream)  # it decided every order, the first 120 without outcomes
+    buffer = model.replay_buffer
+    assert buffer.size() == len(stream) - 120 and len(buffer.pending) == 120
+    # Every stored reward is what the environment charged for that order, in order, capped.
+    cap = float(costs.wrong_approval(float(rules.max_amount))) + costs.review_cost
+    stored = -buffer.rewards[: buffer.size(), 0] * buffer.reward_scale
+    np.testing.assert_allclose(stored, np.minimum(run.costs[: buffer.size()], cap), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        buffer.observations[: buffer.size(), 0], stream.obs[: buffer.size()], atol=1e-6
+    )
+
+
+def test_dqn_counterfactual_outcomes_are_the_costs_of_asking(
+    train_stream: OrderStream, costs: CostModel, rules: HardRules
+) -> None:
+    stream = train_stream.slice(0, 200)
+    _, model = run_sb3("dqn", stream, costs, rules, seed=0, counterfactual=True, learning_starts=10_000)
+    buffer = model.replay_buffer
+    n = buffer.size()
+    assert n > len(stream)  # escalations and approvals reveal other actions' costs too
+    # Rows are matched back to their orders by observation; a row is the environment's cost of
+    # asking for that action (an action the rules forbid costs an escalation), capped. Only where
+    # a reviewer's rejection (taken as the truth) was wrong can a revealed cost differ.
+    cap = float(costs.wrong_approval(float(rules.max_amount))) + costs.review_cost
+    index = {stream.obs[i].astype(np.float32).tobytes(): i for i in range(len(stream))}
+    table = stream.costs(costs)
+    allowed = rules.allowed(stream.probability, stream.amount)
+    checked = 0
+    for obs, action, reward in zip(
+        buffer.observations[:n, 0], buffer.actions[:n, 0, 0], buffer.rewards[:n, 0], strict=True
+    ):
+        i, a = index[obs.tobytes()], int(action)
+        if not stream.reviewer_approves[i] and not stream.bad[i]:
+            continue
+        expected = table[i, a] if allowed[i, a] else table[i, ESCALATE]
+        assert -reward * buffer.reward_scale == pytest.approx(min(expected, cap), abs=1e-3)
+        checked += 1
+    assert checked > 0.9 * n

@@ -216,16 +216,33 @@ def run_sb3(
     episode_length: int = 256,
     name: str = "",
     prior: bool = True,
+    delay: int = 0,
+    reward_scale: float | None = None,
+    counterfactual: bool = False,
+    cost_cap: float | None = None,
     **overrides: Any,
 ) -> tuple[RunResult, Any]:
     """Train an SB3 learner on ``stream`` in time order, one pass: every order it sees is an
     order it decides. Returns what it paid and the trained model.
 
     :param prior: warm-start the network from the cost model (:func:`~gpt2_agent.rl.sb3.warm_start`).
+        A warm-started DQN acts on it from the first order (SB3 would act at random until
+        ``learning_starts``) and explores with a constant 1% of random actions.
+    :param delay: DQN learns from an outcome ``delay`` orders after the decision
+        (:class:`~gpt2_agent.rl.sb3.OutcomeReplayBuffer`), as :func:`run_tabular` does. A2C and PPO
+        are on-policy: they learn from each rollout (``n_steps`` orders) as soon as it is
+        collected, so they see outcomes 0 to ``n_steps`` orders late whatever ``delay`` says.
+    :param reward_scale: rewards are ``-cost / reward_scale`` (default:
+        :data:`~gpt2_agent.rl.sb3.REWARD_SCALE` of ``algo``).
+    :param counterfactual: DQN also learns the costs an outcome reveals for the actions not
+        taken (off by default: on the demo stream it cost more than it saved).
+    :param cost_cap: DQN learns costs capped here (default: the costliest approval the hard
+        rules allow, plus a review; a larger cost never decides anything, an escalation is
+        always cheaper).
     """
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from gpt2_agent.rl.sb3 import make_model, warm_start
+    from gpt2_agent.rl.sb3 import REWARD_SCALE, OutcomeReplayBuffer, make_model, warm_start
 
     n = len(stream)
     paid: list[float] = []
@@ -240,14 +257,34 @@ def run_sb3(
             return True
 
     started = time.perf_counter()
-    env = OrderStreamEnv(stream, costs, rules, episode_length=episode_length)
-    if prior and algo == "dqn":
-        # A warm-started Q-network already knows better than random actions and wide exploration.
-        overrides.setdefault("learning_starts", 0)
-        overrides.setdefault("exploration_initial_eps", 0.02)
+    scale = float(reward_scale if reward_scale is not None else REWARD_SCALE.get(algo, 100.0))
+    env = OrderStreamEnv(stream, costs, rules, episode_length=episode_length, reward_scale=scale)
+    if algo == "dqn":
+        if cost_cap is None:
+            cost_cap = float(costs.wrong_approval(float(rules.max_amount))) + costs.review_cost
+        overrides.setdefault("replay_buffer_class", OutcomeReplayBuffer)
+        overrides.setdefault(
+            "replay_buffer_kwargs",
+            {
+                "delay": delay,
+                "allowed": rules.allowed(stream.probability, stream.amount),
+                "reward_scale": scale,
+                "counterfactual": counterfactual,
+                "cost_cap": cost_cap,
+            },
+        )
+        if prior:
+            # SB3 acts at random until ``learning_starts``; a warm-started network knows better
+            # (and trains only once the first outcome is in: see make_model's DQN).
+            overrides.setdefault("learning_starts", 0)
+            # Exploration stays small and constant: a random action is paid for (a random
+            # rejection of a large good order costs hundreds), but a network that never tries an
+            # action can stay wrong about it.
+            overrides.setdefault("exploration_initial_eps", 0.01)
+            overrides.setdefault("exploration_final_eps", 0.01)
     model = make_model(algo, env, seed=seed, **overrides)  # type: ignore[arg-type]
     if prior:
-        warm_start(model, costs, rules, reward_scale=env.reward_scale, seed=seed)
+        warm_start(model, costs, rules, reward_scale=scale, seed=seed)
     model.learn(total_timesteps=n, callback=Recorder())
     return (
         RunResult(
@@ -255,6 +292,7 @@ def run_sb3(
             costs=np.asarray(paid, dtype=np.float64),
             automation=np.asarray(automated, dtype=np.float64),
             seconds=time.perf_counter() - started,
+            details={"delay": delay if algo == "dqn" else 0},
         ),
         model,
     )

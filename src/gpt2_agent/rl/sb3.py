@@ -7,8 +7,13 @@ head, copied into an :class:`~gpt2_agent.rl.policies.MLP` of the same shape and 
 safetensors (see :mod:`gpt2_agent.rl.artifact`).
 
 Defaults suit the problem: ``gamma = 0`` (orders do not depend on earlier decisions), small
-networks (two layers of 32), and DQN exploring between 0.1 and 0.01 (SB3's epsilon-greedy).
+networks (two layers of 32), and losses that do not cut the rare, large costs (a chargeback) that
+should stop an approval: DQN's rewards are scaled so that its Huber loss stays quadratic
+(:data:`REWARD_SCALE`), A2C and PPO neither clip gradients nor normalise advantages per batch.
 Every hyper-parameter can be overridden with keyword arguments of the SB3 class.
+
+On a live stream (:func:`~gpt2_agent.rl.online.run_sb3`) DQN keeps its outcomes in an
+:class:`OutcomeReplayBuffer`, which lets an outcome in only ``delay`` orders after the decision.
 
 :func:`warm_start` gives a network the prior the tabular learners start from (the cost model's
 expected costs at the audit model's face value), so it does not pay for random decisions on the
@@ -18,9 +23,12 @@ first orders of a live stream.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Any, Literal
 
+import numpy as np
 import torch
+from stable_baselines3.common.buffers import ReplayBuffer
 from torch import nn
 
 from gpt2_agent.rl.costs import CostModel
@@ -33,22 +41,39 @@ log = logging.getLogger(__name__)
 Algo = Literal["dqn", "a2c", "ppo"]
 SB3_ALGOS: tuple[Algo, ...] = ("dqn", "a2c", "ppo")
 NET_ARCH = [32, 32]
+REWARD_SCALE: dict[str, float] = {"dqn": 1000.0, "a2c": 100.0, "ppo": 100.0}
+"""Rewards are ``-cost / REWARD_SCALE[algo]``. DQN's Huber loss is quadratic only for errors
+below 1: at 1000 every cost an allowed approval can have (at most 515 with the default costs and
+limit) is inside it, so the Q-values are means, not something between a mean and a median (which
+underrates rare chargebacks and approves too much). A2C and PPO keep 100: their losses are not
+clipped (see :data:`DEFAULTS`)."""
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "dqn": {
         "learning_rate": 3e-4,
         "buffer_size": 50_000,
         "learning_starts": 100,
-        "batch_size": 64,
+        "batch_size": 256,  # means over more outcomes: chargebacks are rare and heavy-tailed
         "gamma": 0.0,
         "train_freq": 4,
         "gradient_steps": 1,
         "target_update_interval": 200,
+        # Without a warm start; a warm-started one explores 1% of the time (see run_sb3).
         "exploration_fraction": 0.05,
         "exploration_initial_eps": 0.1,
         "exploration_final_eps": 0.01,
     },
-    "a2c": {"learning_rate": 1e-4, "n_steps": 64, "gamma": 0.0, "ent_coef": 0.0},
+    # Gradient clipping (SB3's 0.5) and per-batch advantage normalisation cut exactly the rare,
+    # large losses (a chargeback) that should stop an approval, so both are off: the policy
+    # approved more and more while it learned. With them off, A2C learns fastest with Adam.
+    "a2c": {
+        "learning_rate": 1e-3,
+        "n_steps": 64,
+        "gamma": 0.0,
+        "ent_coef": 0.0,
+        "max_grad_norm": 100.0,
+        "use_rms_prop": False,
+    },
     "ppo": {
         "learning_rate": 3e-4,
         "n_steps": 256,
@@ -57,15 +82,119 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "gamma": 0.0,
         "gae_lambda": 1.0,
         "ent_coef": 0.0,
+        "max_grad_norm": 100.0,
+        "normalize_advantage": False,
     },
 }
 
 
+class OutcomeReplayBuffer(ReplayBuffer):
+    """DQN's replay buffer on an order stream: an order's outcome enters it only ``delay`` orders
+    after the decision (chargebacks take time), and with it the costs the outcome reveals for the
+    actions not taken (as the tabular learners' ``counterfactual`` updates: an escalation reveals
+    all three, an approval also what a rejection would have cost).
+
+    A revealed cost is stored as the cost of *asking* for that action, so an action the hard rules
+    forbid on that order is stored with the escalation's cost (what the environment would charge).
+    Orders do not depend on the agent's decisions, so such a transition is as valid as the one
+    taken, for any ``gamma``.
+
+    :param delay: orders between a decision and its outcome.
+    :param allowed: ``(n, 3)`` which actions the hard rules allow on each order of the stream.
+    :param reward_scale: the environment's reward scale (rewards are ``-cost / reward_scale``).
+    :param counterfactual: also store the revealed costs of the actions not taken (off in
+        :func:`~gpt2_agent.rl.online.run_sb3` by default: on the demo stream it cost more than it
+        saved).
+    :param cost_cap: costs are stored capped at this (None: not capped).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        delay: int = 0,
+        allowed: Any = None,
+        reward_scale: float = 100.0,
+        counterfactual: bool = True,
+        cost_cap: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.delay = int(delay)
+        self.allowed = allowed
+        self.reward_scale = float(reward_scale)
+        self.counterfactual = counterfactual
+        self.cost_cap = cost_cap
+        self.pending: deque[tuple[int, Any, Any, Any, Any, Any, list[dict[str, Any]]]] = deque()
+
+    def add(self, obs: Any, next_obs: Any, action: Any, reward: Any, done: Any, infos: Any) -> None:
+        # Copies: SB3's vectorised environment reuses its info list (and may reuse its arrays).
+        infos = [dict(info) for info in infos]
+        position = int(infos[0].get("position", 0)) if infos else 0
+        arrays = (np.array(obs), np.array(next_obs), np.array(action), np.array(reward), np.array(done))
+        self.pending.append((position, *arrays, infos))
+        while self.pending and self.pending[0][0] + self.delay <= position:
+            self._settle(*self.pending.popleft())
+
+    def _settle(
+        self, position: int, obs: Any, next_obs: Any, action: Any, reward: Any, done: Any, infos: Any
+    ) -> None:
+        from gpt2_agent.rl.features import ESCALATE
+
+        if self.cost_cap is not None:
+            reward = np.maximum(reward, -self.cost_cap / self.reward_scale)
+        super().add(obs, next_obs, action, reward, done, infos)
+        if not self.counterfactual or len(infos) != 1:
+            return
+        revealed: dict[int, float] = infos[0].get("revealed") or {}
+        requested = int(np.asarray(action).reshape(-1)[0])
+        for other in range(3):
+            if other == requested:
+                continue
+            if self.allowed is None or self.allowed[position, other]:
+                cost = revealed.get(other)
+            else:
+                cost = revealed.get(ESCALATE)
+            if cost is None:
+                continue
+            if self.cost_cap is not None:
+                cost = min(cost, self.cost_cap)
+            super().add(
+                obs,
+                next_obs,
+                np.array([other]),
+                np.array([-float(cost) / self.reward_scale], dtype=np.float32),
+                done,
+                infos,
+            )
+
+
+def _online_dqn() -> Any:
+    from stable_baselines3 import DQN
+
+    class OnlineDQN(DQN):
+        """SB3's DQN that waits for its first outcome instead of acting at random until then
+        (SB3 ties both to ``learning_starts``): with delayed outcomes the replay buffer is empty
+        for the first ``delay`` orders."""
+
+        def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+            if self.replay_buffer is None or self.replay_buffer.size() == 0:
+                return
+            super().train(gradient_steps, batch_size)
+
+    return OnlineDQN
+
+
+def _is_dqn(model: Any) -> bool:
+    from stable_baselines3 import DQN
+
+    return isinstance(model, DQN)
+
+
 def make_model(algo: Algo, env: OrderStreamEnv, *, seed: int = 0, **overrides: Any) -> Any:
     """A fresh SB3 model of ``algo`` on ``env`` (``overrides`` are keyword arguments of its class)."""
-    from stable_baselines3 import A2C, DQN, PPO
+    from stable_baselines3 import A2C, PPO
 
-    classes: dict[str, Any] = {"dqn": DQN, "a2c": A2C, "ppo": PPO}
+    classes: dict[str, Any] = {"dqn": _online_dqn(), "a2c": A2C, "ppo": PPO}
     if algo not in classes:
         raise ValueError(f"algorithm {algo!r} unknown; use one of {list(SB3_ALGOS)}")
     kwargs = {**DEFAULTS[algo], **overrides}
@@ -85,8 +214,6 @@ def train(algo: Algo, env: OrderStreamEnv, total_timesteps: int, *, seed: int = 
 def prior_observations(n: int, *, seed: int = 0) -> Any:
     """``n`` observations spread over the whole observation space (no order data involved):
     probabilities uniform and spread in log-odds, amounts log-uniform from 5 to 20,000."""
-    import numpy as np
-
     from gpt2_agent.rl.features import observe_arrays
 
     rng = np.random.default_rng(seed)
@@ -119,8 +246,6 @@ def warm_start(
     costs what an escalation costs). A2C/PPO: the actor imitates the cheapest action, the critic
     its value.
     """
-    import numpy as np
-
     from gpt2_agent.rl.features import ESCALATE, amount_of
 
     obs = prior_observations(4096, seed=seed)
@@ -136,7 +261,7 @@ def warm_start(
     q_target = torch.as_tensor(-np.minimum(expected, cap) / reward_scale, dtype=torch.float32)
     best = torch.as_tensor(greedy(expected, lowest=True).argmax(axis=1), dtype=torch.long)  # ties: escalate
     gen = torch.Generator().manual_seed(seed)
-    name = type(model).__name__.lower()
+    name = "dqn" if _is_dqn(model) else type(model).__name__.lower()
     if name == "dqn":
         net = model.q_net
         params = list(net.parameters())
@@ -179,7 +304,7 @@ def export(model: Any, *, epsilon: float = 0.0) -> NetworkPolicy:
     DQN: the Q-network (greedy on Q-values). A2C/PPO: the actor's hidden layers and its action
     head (softmax over the logits, as SB3 samples).
     """
-    name = type(model).__name__.lower()
+    name = "dqn" if _is_dqn(model) else type(model).__name__.lower()
     if name == "dqn":
         source: nn.Module = model.q_net.q_net
         layers = _linears(source)
@@ -203,8 +328,10 @@ def export(model: Any, *, epsilon: float = 0.0) -> NetworkPolicy:
 
 __all__ = [
     "DEFAULTS",
+    "REWARD_SCALE",
     "SB3_ALGOS",
     "Algo",
+    "OutcomeReplayBuffer",
     "export",
     "make_model",
     "prior_observations",
