@@ -92,9 +92,14 @@ def test_order_audit_end_to_end(settings: Settings, database: Database, warehous
 def test_rerun_resumes_the_same_run(settings: Settings, database: Database, warehouse: str) -> None:
     first = train_from_config(_audit_config(max_steps=6), settings, db=database, progress=False)
     second = train_from_config(
-        _audit_config(max_steps=6), settings, db=database, progress=False, overrides=["train.max_steps=12"]
+        _audit_config(max_steps=6),
+        settings,
+        db=database,
+        progress=False,
+        overrides=["train.max_steps=12", "eval.check_sample=0"],
     )
     assert second.fit.resumed_from == 6 and second.fit.steps == 12
+    assert not (second.model_dir / "eval_sample.json").exists()  # no training texts in the artifact
     assert second.run_id == first.run_id and second.registered_version == 2
     records = read_jsonl(second.output_dir / "metrics.jsonl")
     assert [r["step"] for r in records if r["split"] == "train"] == list(range(1, 13))

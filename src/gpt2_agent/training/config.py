@@ -74,6 +74,9 @@ class EvalConfig(BaseModel):
     split: Literal["test", "validation"] = "test"
     plots: bool = True
     calibration_bins: int = Field(default=10, ge=2, le=100)
+    # Held-out texts a classifier carries (eval_sample.json) so serving can check bf16/int8
+    # against fp32 on them; 0 keeps the training data out of the artifact (served in fp32 then).
+    check_sample: int = Field(default=256, ge=0, le=100_000)
 
 
 class RegisterConfig(BaseModel):

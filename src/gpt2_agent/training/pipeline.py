@@ -38,7 +38,7 @@ from sqlalchemy import select
 
 from gpt2_agent.config import Settings
 from gpt2_agent.modeling import ModelSpec, build_model, causal_lm_loss
-from gpt2_agent.registry.artifact import EVAL_SAMPLE_FILE
+from gpt2_agent.registry.artifact import EVAL_SAMPLE_FILE, LABELS_FILE, LINEAGE_FILE
 from gpt2_agent.store import Database, create_database, upgrade
 from gpt2_agent.store.training_tables import TrainingRun, create_run, update_run
 from gpt2_agent.training.batches import Batch, TensorBatches
@@ -61,9 +61,6 @@ from gpt2_agent.training.trainer import CHECKPOINT_DIR, METRICS_FILE, FitResult,
 
 logger = logging.getLogger(__name__)
 
-LINEAGE_FILE = "lineage.json"
-LABELS_FILE = "labels.json"
-EVAL_SAMPLE_SIZE = 256
 REGISTRY_PREFIX = "registry:"
 LM_EVAL_BATCHES = 50  # periodic LM evaluation reads at most this many validation batches
 # The registry's task kinds for our model classes.
@@ -262,7 +259,8 @@ def _run(
         metrics = _final_eval(cfg, task, model, tokenizer, splits, test_batches)
         metrics["train"] = {k: v for k, v in fit.to_dict().items() if k != "checkpoint"}
         lineage = _lineage(cfg, spec, splits, tokenizer, out_dir, run_id, fit)
-        _write_artifact(model_dir, model, tokenizer, metrics, lineage, task, _eval_sample(task, splits))
+        sample = _eval_sample(task, splits, cfg.eval.check_sample)
+        _write_artifact(model_dir, model, tokenizer, metrics, lineage, task, sample)
         write_report(
             metrics,
             out_dir,
@@ -471,15 +469,13 @@ def _write_artifact(
     os.replace(tmp, model_dir)
 
 
-def _eval_sample(
-    task: str, splits: DatasetSplits | None, size: int = EVAL_SAMPLE_SIZE
-) -> dict[str, list[str]] | None:
+def _eval_sample(task: str, splits: DatasetSplits | None, size: int) -> dict[str, list[str]] | None:
     """Held-out texts and labels of a classifier (test split, else validation), a seeded sample.
 
     Serving checks bf16 or int8 against fp32 on them before it uses either; without them it serves
     fp32 (see :mod:`gpt2_agent.serving.precision`).
     """
-    if task != "sequence_classification" or splits is None:
+    if task != "sequence_classification" or splits is None or size == 0:
         return None
     held_out = [ex for ex in (splits.test or splits.validation) if ex.label is not None]
     if not held_out:
