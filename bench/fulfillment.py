@@ -30,6 +30,7 @@ import argparse
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -91,7 +92,7 @@ class Level:
     seconds: float
     latency_ms: list[float]
     statuses: Counter[str]
-    reviewed: int
+    escalated: int
     mails: int
     double_charges: int
     warehouse_mismatch: int
@@ -131,8 +132,6 @@ def train_model(settings: Settings, steps: int, work: Path | None) -> Path:
     folder = Path(result.model_dir)
     if cached is None:
         return folder
-    import shutil
-
     shutil.copytree(folder, cached)
     return cached
 
@@ -209,7 +208,7 @@ def measure(backend: str, settings: Settings, orders: list[str], in_flight: int,
             runs = s.execute(select(WorkflowRun).where(WorkflowRun.id.in_(ids))).scalars().all()
             latency = [(r.finished_at - r.created_at).total_seconds() * 1000 for r in runs if r.finished_at]
             statuses = Counter(outcome(r) for r in runs)
-            reviewed = sum(1 for r in runs if step_output(r, "gate").get("action") == "escalate")
+            escalated = sum(1 for r in runs if step_output(r, "gate").get("action") == "escalate")
             paid = s.execute(
                 select(OrderPayment.order_no).where(
                     OrderPayment.run_id.in_(ids), OrderPayment.status == "paid"
@@ -236,7 +235,7 @@ def measure(backend: str, settings: Settings, orders: list[str], in_flight: int,
             seconds=seconds,
             latency_ms=latency,
             statuses=statuses,
-            reviewed=reviewed,
+            escalated=escalated,
             mails=sum(sink.ids.values()) - mails_before,
             double_charges=double,
             warehouse_mismatch=abs(int(in_warehouse) - sum(paid_counts.values())),
@@ -247,8 +246,7 @@ def measure(backend: str, settings: Settings, orders: list[str], in_flight: int,
         reviewer.stop.set()
         reviewer.join(timeout=10)
         executor.stop()
-        parts.close()
-        engine.db.dispose()
+        parts.close()  # the runtime and the engine's database
 
 
 @contextmanager
@@ -378,7 +376,7 @@ def print_table(results: list[Level]) -> None:
             f"{pct(r.latency_ms, 0.99):.0f}",
             r.precision,
             f"{r.pass_size:.1f}",
-            f"{r.reviewed / r.runs:.0%}",
+            f"{r.escalated / r.runs:.0%}",
             ", ".join(f"{SHORT.get(k, k)} {v}" for k, v in sorted(r.statuses.items())),
             str(r.mails),
             str(r.double_charges),

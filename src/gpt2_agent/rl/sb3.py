@@ -33,6 +33,7 @@ from torch import nn
 
 from gpt2_agent.rl.costs import CostModel
 from gpt2_agent.rl.env import OrderStreamEnv
+from gpt2_agent.rl.features import ESCALATE, amount_of, observe_arrays
 from gpt2_agent.rl.policies import MLP, NetworkPolicy, greedy
 from gpt2_agent.rl.safety import HardRules
 
@@ -102,9 +103,8 @@ class OutcomeReplayBuffer(ReplayBuffer):
     :param delay: orders between a decision and its outcome.
     :param allowed: ``(n, 3)`` which actions the hard rules allow on each order of the stream.
     :param reward_scale: the environment's reward scale (rewards are ``-cost / reward_scale``).
-    :param counterfactual: also store the revealed costs of the actions not taken (off in
-        :func:`~gpt2_agent.rl.online.run_sb3` by default: on the demo stream it cost more than it
-        saved).
+    :param counterfactual: also store the revealed costs of the actions not taken (off by
+        default: on the demo stream it cost more than it saved).
     :param cost_cap: costs are stored capped at this (None: not capped).
     """
 
@@ -114,7 +114,7 @@ class OutcomeReplayBuffer(ReplayBuffer):
         delay: int = 0,
         allowed: Any = None,
         reward_scale: float = 100.0,
-        counterfactual: bool = True,
+        counterfactual: bool = False,
         cost_cap: float | None = None,
         **kwargs: Any,
     ) -> None:
@@ -138,8 +138,6 @@ class OutcomeReplayBuffer(ReplayBuffer):
     def _settle(
         self, position: int, obs: Any, next_obs: Any, action: Any, reward: Any, done: Any, infos: Any
     ) -> None:
-        from gpt2_agent.rl.features import ESCALATE
-
         if self.cost_cap is not None:
             reward = np.maximum(reward, -self.cost_cap / self.reward_scale)
         super().add(obs, next_obs, action, reward, done, infos)
@@ -214,8 +212,6 @@ def train(algo: Algo, env: OrderStreamEnv, total_timesteps: int, *, seed: int = 
 def prior_observations(n: int, *, seed: int = 0) -> Any:
     """``n`` observations spread over the whole observation space (no order data involved):
     probabilities uniform and spread in log-odds, amounts log-uniform from 5 to 20,000."""
-    from gpt2_agent.rl.features import observe_arrays
-
     rng = np.random.default_rng(seed)
     # Half uniform, half spread on the log-odds scale (most orders look safe to the audit model).
     p = np.where(rng.random(n) < 0.5, rng.random(n), 1.0 / (1.0 + np.exp(-rng.normal(2.0, 3.0, n))))
@@ -246,8 +242,6 @@ def warm_start(
     costs what an escalation costs). A2C/PPO: the actor imitates the cheapest action, the critic
     its value.
     """
-    from gpt2_agent.rl.features import ESCALATE, amount_of
-
     obs = prior_observations(4096, seed=seed)
     p = obs[:, 0]
     expected = costs.expected_costs(amount_of(obs), p)
