@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from gpt2_agent.modeling import SPARSE_FEATURES_FILE, NgramFeaturizer
 from gpt2_agent.nlu.evaluation import evaluate_parser
 from gpt2_agent.nlu.generate import FRESH_FILE, eval_data, generate_demo_data
 from gpt2_agent.nlu.predictor import NLU_FILE, PATTERNS_FILE
@@ -76,8 +77,11 @@ def _values(parse: dict) -> dict[str, str]:
 
 def test_the_artifact_carries_patterns_and_parser_settings(tiny_nlu: NluTrainResult) -> None:
     folder = tiny_nlu.model_dir
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "heads.json", PATTERNS_FILE, NLU_FILE):
+    files = ("config.json", "model.safetensors", "tokenizer.json", "heads.json", PATTERNS_FILE, NLU_FILE)
+    for name in (*files, SPARSE_FEATURES_FILE):  # configs/nlu.tiny.toml reads n-gram features
         assert (folder / name).is_file(), name
+    heads = json.loads((folder / "heads.json").read_text(encoding="utf-8"))
+    assert heads["sparse_features"] == len(NgramFeaturizer.load(folder).terms) > 0
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["eval_examples"] == len(eval_data().examples)
     assert 0 <= metrics["intent_accuracy"] <= 1 and "fresh_intent_accuracy" in metrics

@@ -11,15 +11,18 @@ from gpt2_agent.modeling.factory import (
 )
 from gpt2_agent.modeling.joint import GPT2ForJointNLU, JointNLUOutput, last_token_index
 from gpt2_agent.modeling.losses import IGNORE_INDEX, causal_lm_loss, linear_cross_entropy
+from gpt2_agent.modeling.sparse import SPARSE_FEATURES_FILE, NgramFeaturizer
 
 __all__ = [
     "IGNORE_INDEX",
     "MODEL_CLASSES",
+    "SPARSE_FEATURES_FILE",
     "TASKS",
     "GPT2ForJointNLU",
     "JointNLUOutput",
     "ModelLoadError",
     "ModelSpec",
+    "NgramFeaturizer",
     "Task",
     "build_model",
     "causal_lm_loss",

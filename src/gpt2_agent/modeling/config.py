@@ -23,6 +23,9 @@ class ModelSpec(BaseModel):
     ``init_from`` is ``None`` (random init), or a local folder written by ``save_pretrained``: an
     original GPT-2 checkpoint or one of our own models (for example an LM pretrained on company
     text). Its backbone weights are copied and the shape is taken from its ``config.json``.
+
+    ``sparse_ngrams`` (joint NLU only) adds TF-IDF word and character n-gram features to the
+    intent head, fitted on the training texts (:mod:`gpt2_agent.modeling.sparse`).
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -36,6 +39,7 @@ class ModelSpec(BaseModel):
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     activation: str = "gelu_pytorch_tanh"
     init_from: str | None = None
+    sparse_ngrams: bool = False
 
     @model_validator(mode="after")
     def _check_heads(self) -> ModelSpec:
@@ -43,6 +47,8 @@ class ModelSpec(BaseModel):
             raise ValueError(
                 f"n_embd must be divisible by n_head (got n_embd={self.n_embd}, n_head={self.n_head})"
             )
+        if self.sparse_ngrams and self.task != "joint_nlu":
+            raise ValueError(f"sparse_ngrams is for task 'joint_nlu' (got task={self.task!r})")
         return self
 
     def to_gpt2_config(

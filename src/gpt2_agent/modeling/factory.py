@@ -24,7 +24,8 @@ from transformers import (
 )
 
 from gpt2_agent.modeling.config import ModelSpec, apply_training_overrides
-from gpt2_agent.modeling.joint import GPT2ForJointNLU
+from gpt2_agent.modeling.joint import DEFAULT_SPARSE_SCALE, GPT2ForJointNLU
+from gpt2_agent.modeling.sparse import NgramFeaturizer
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def build_model(
     eos_token_id: int | None = None,
     labels: Sequence[str] = (),
     slot_labels: Sequence[str] = (),
+    featurizer: NgramFeaturizer | None = None,
 ) -> PreTrainedModel:
     """Create the model for ``spec.task``.
 
@@ -59,8 +61,15 @@ def build_model(
     :param labels: class names (sequence classification), BIO tags (token classification) or
         intent names (joint NLU). Unused for the causal LM.
     :param slot_labels: BIO tags of the joint NLU model's slot head.
+    :param featurizer: fitted n-gram features for the joint NLU model's intent head (its
+        vocabulary sets the sparse layer's size); ``None`` for none.
     """
     label_kwargs = _label_kwargs(spec.task, labels, slot_labels)
+    if featurizer is not None:
+        if spec.task != "joint_nlu":
+            raise ValueError(f"n-gram features are for the joint_nlu task, not {spec.task!r}")
+        label_kwargs["sparse_features"] = featurizer.size
+        label_kwargs["sparse_scale"] = DEFAULT_SPARSE_SCALE  # in config.json: later defaults may differ
     cls = MODEL_CLASSES[spec.task]
     if spec.init_from:
         model = _from_checkpoint(cls, Path(spec.init_from), spec, pad_token_id, label_kwargs)
@@ -75,6 +84,11 @@ def build_model(
         model = torch_model
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
+    if featurizer is not None:
+        assert isinstance(model, GPT2ForJointNLU) and model.sparse_head is not None
+        with torch.no_grad():
+            model.sparse_head.weight.zero_()  # a new vocabulary: nothing to keep from a checkpoint
+        model.attach_featurizer(featurizer)
     return model
 
 

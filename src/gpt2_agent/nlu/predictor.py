@@ -66,6 +66,10 @@ class JointPredictor:
         model = GPT2ForJointNLU.from_pretrained(str(self.folder), local_files_only=True, dtype=torch.float32)
         model.eval()
         model.requires_grad_(False)
+        if model.sparse_size and model.featurizer is None:
+            raise ValueError(
+                f"{self.folder}: the model reads n-gram features but the folder has no sparse_features.json"
+            )
         self.model = model
         self.intent_labels: list[str] = list(model.config.intent_labels)
         self.slot_labels: list[str] = list(model.config.slot_labels)
@@ -96,7 +100,11 @@ class JointPredictor:
         with torch.inference_mode(), self._autocast():
             hidden = self.model.transformer(input_ids=ids, use_cache=False).last_hidden_state  # (B, T, d)
             pooled = hidden[torch.arange(len(rows)), last]  # (B, d)
-            intent_probs = torch.softmax(self.model.intent_head(pooled).float(), dim=-1)  # (B, n_intents)
+            intent_logits = self.model.intent_head(pooled)  # (B, n_intents)
+            if self.model.featurizer is not None:
+                sparse = self.model.featurizer.tensors(texts)
+                intent_logits = intent_logits + self.model.sparse_logits(**sparse)
+            intent_probs = torch.softmax(intent_logits.float(), dim=-1)
             slot_probs = torch.softmax(self.model.slot_head(hidden).float(), dim=-1)  # (B, T, n_slots)
         best_p, best_tag = slot_probs.max(dim=-1)  # (B, T)
         out = []

@@ -34,6 +34,8 @@ class BatchSource(Protocol):
 
 # Padding value of each sequence feature; anything else pads with 0.
 DEFAULT_PAD_VALUES = {"attention_mask": 0, "labels": IGNORE_INDEX, "slot_labels": IGNORE_INDEX}
+# Sequence features holding real numbers (the rest are ids and become int64).
+FLOAT_FEATURES = frozenset({"sparse_weights"})
 
 
 class TensorBatches:
@@ -135,7 +137,8 @@ class TensorBatches:
                 width = max(len(r) for r in rows)
                 pad = self.pad_values.get(name, 0)
                 batch[name] = torch.tensor(
-                    [list(r) + [pad] * (width - len(r)) for r in rows], dtype=torch.long
+                    [list(r) + [pad] * (width - len(r)) for r in rows],
+                    dtype=torch.float32 if name in FLOAT_FEATURES else torch.long,
                 )
             else:
                 batch[name] = torch.tensor(rows)
@@ -157,4 +160,4 @@ def batch_tokens(batch: Mapping[str, torch.Tensor]) -> int:
     return int(ids.numel()) if ids is not None else 0
 
 
-__all__ = ["DEFAULT_PAD_VALUES", "Batch", "BatchSource", "TensorBatches", "batch_tokens"]
+__all__ = ["DEFAULT_PAD_VALUES", "FLOAT_FEATURES", "Batch", "BatchSource", "TensorBatches", "batch_tokens"]

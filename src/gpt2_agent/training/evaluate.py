@@ -155,6 +155,10 @@ def perplexity_metrics(loss: float, n_tokens: int) -> dict[str, Any]:
 
 
 # --- running models ----------------------------------------------------------------------------
+# What a batch passes to the model when predicting (labels stay out).
+MODEL_INPUTS = frozenset({"input_ids", "attention_mask", "sparse_ids", "sparse_weights"})
+
+
 def _batches(features: Mapping[str, Sequence[Any]], pad_token_id: int, batch_size: int) -> TensorBatches:
     return TensorBatches(features, batch_size=batch_size, pad_token_id=pad_token_id, shuffle=False)
 
@@ -189,7 +193,7 @@ def _predict_tags(
     model.eval()
     preds, golds, intents = [], [], []
     for batch in batches:
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        inputs = {k: v for k, v in batch.items() if k in MODEL_INPUTS}
         out = model(**inputs)
         logits = out.slot_logits if key == "slot_labels" else out.logits
         argmax = logits.argmax(-1)
@@ -230,6 +234,8 @@ def evaluate_tagger(
     intents = list(model.config.intent_labels) if joint else None
     max_length = model.config.n_positions
     features = tagging_features(tokenizer, examples, slot_labels, max_length, intents=intents)
+    if joint and model.featurizer is not None:
+        features.update(model.featurizer.features([ex.text for ex in examples]))
     key = "slot_labels" if joint else "labels"
     preds, golds, intent_out = _predict_tags(
         model, _batches(features, tokenizer.pad_token_id, batch_size), key

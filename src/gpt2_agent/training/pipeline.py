@@ -37,7 +37,7 @@ import torch.distributed as dist
 from sqlalchemy import select
 
 from gpt2_agent.config import Settings
-from gpt2_agent.modeling import ModelSpec, build_model, causal_lm_loss
+from gpt2_agent.modeling import ModelSpec, NgramFeaturizer, build_model, causal_lm_loss
 from gpt2_agent.registry.artifact import EVAL_SAMPLE_FILE, LABELS_FILE, LINEAGE_FILE
 from gpt2_agent.store import Database, create_database, upgrade
 from gpt2_agent.store.training_tables import TrainingRun, create_run, update_run
@@ -190,6 +190,10 @@ def _run(
             slot_labels = bio_labels(splits.entity_types)
         if task == "token_classification":
             labels, slot_labels = slot_labels, []
+    featurizer = None
+    if spec.sparse_ngrams and splits is not None:
+        featurizer = NgramFeaturizer.fit(ex.text for ex in splits.train)
+        logger.info("n-gram features: %d word and character n-grams", featurizer.size)
     _seed(cfg.train.seed)  # the model's initial weights do not depend on how the data was read
     model = build_model(
         spec,
@@ -198,6 +202,7 @@ def _run(
         eos_token_id=tokenizer.eos_token_id,
         labels=labels,
         slot_labels=slot_labels,
+        featurizer=featurizer,
     )
     if model.config.vocab_size < len(tokenizer):
         raise ValueError(
@@ -215,7 +220,7 @@ def _run(
         eval_fn = None
     else:
         assert splits is not None
-        features = _features(task, tokenizer, splits.train, labels, slot_labels, max_length)
+        features = _features(task, tokenizer, splits.train, labels, slot_labels, max_length, featurizer)
         train_data = TensorBatches(
             features,
             batch_size=tcfg.batch_size,
@@ -228,7 +233,7 @@ def _run(
         )
         eval_fn = None
         if splits.validation:
-            val = _features(task, tokenizer, splits.validation, labels, slot_labels, max_length)
+            val = _features(task, tokenizer, splits.validation, labels, slot_labels, max_length, featurizer)
             val_batches = TensorBatches(
                 val, batch_size=cfg.eval.batch_size, pad_token_id=tokenizer.pad_token_id, shuffle=False
             )
@@ -299,12 +304,16 @@ def _features(
     labels: Sequence[str],
     slot_labels: Sequence[str],
     max_length: int,
+    featurizer: NgramFeaturizer | None = None,
 ) -> dict[str, list[Any]]:
     if task == "sequence_classification":
         return classification_features(tokenizer, examples, labels, max_length)
     if task == "token_classification":
         return tagging_features(tokenizer, examples, labels, max_length)
-    return tagging_features(tokenizer, examples, slot_labels, max_length, intents=labels)
+    features = tagging_features(tokenizer, examples, slot_labels, max_length, intents=labels)
+    if featurizer is not None:
+        features.update(featurizer.features([ex.text for ex in examples]))
+    return features
 
 
 def _classifier_eval(batches: TensorBatches, labels: Sequence[str]) -> Any:
