@@ -125,3 +125,15 @@ def test_featurizer_must_match_the_layer() -> None:
     model = _model(NgramFeaturizer.fit(TEXTS))
     with pytest.raises(ValueError, match="n-grams but the model's layer"):
         model.attach_featurizer(NgramFeaturizer.fit(TEXTS[:3]))
+
+
+def test_a_new_version_starts_from_an_older_one(tmp_path: Path) -> None:
+    old = _model(NgramFeaturizer.fit(TEXTS[:5]))
+    old.save_pretrained(tmp_path / "v1")
+    new_featurizer = NgramFeaturizer.fit(TEXTS)
+    spec = ModelSpec(task="joint_nlu", init_from=str(tmp_path / "v1"))
+    model = build_model(spec, pad_token_id=PAD, labels=INTENTS, slot_labels=SLOTS, featurizer=new_featurizer)
+    assert isinstance(model, GPT2ForJointNLU)
+    assert model.featurizer is new_featurizer and model.sparse_size == new_featurizer.size
+    assert model.sparse_head is not None and model.sparse_head.weight.abs().sum() == 0
+    torch.testing.assert_close(model.transformer.wte.weight, old.transformer.wte.weight)

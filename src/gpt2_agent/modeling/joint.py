@@ -181,13 +181,17 @@ class GPT2ForJointNLU(GPT2PreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
         """``PreTrainedModel.from_pretrained`` plus the folder's n-gram vocabulary, if it has one.
 
-        A folder without ``sparse_features.json`` (a backbone to start from) leaves ``featurizer``
-        unset; ``build_model`` attaches a new one.
+        A folder without ``sparse_features.json`` (a backbone to start from), or one whose vocabulary
+        is not the size the given config asks for (an older version to fine-tune on new data),
+        leaves ``featurizer`` unset; ``build_model`` attaches the new one.
         """
         loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         if model.sparse_size and (Path(pretrained_model_name_or_path) / SPARSE_FEATURES_FILE).is_file():
-            model.attach_featurizer(NgramFeaturizer.load(pretrained_model_name_or_path))
+            featurizer = NgramFeaturizer.load(pretrained_model_name_or_path)
+            # A different size means a config for new training data (init_from an older version).
+            if featurizer.size == model.sparse_size:
+                model.attach_featurizer(featurizer)
         return loaded
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
