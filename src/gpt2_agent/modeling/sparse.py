@@ -124,22 +124,15 @@ class NgramFeaturizer:
 
     def transform_one(self, text: str) -> tuple[list[int], list[float]]:
         """Feature indices (``+1``, 0 is padding) and TF-IDF weights of one text."""
-        counts = Counter(
-            self.index[g]
-            for g in self._grams(text.lower(), self.word_ngrams, self.char_ngrams)
-            if g in self.index
-        )
-        ids, weights = [], []
-        for block in ("w:", "c:"):
-            items = [
-                (i, (1.0 + math.log(c)) * self.idf[i])
-                for i, c in counts.items()
-                if self.terms[i].startswith(block)
-            ]
-            norm = math.sqrt(sum(w * w for _, w in items)) or 1.0
-            for i, w in sorted(items):
-                ids.append(i + 1)
-                weights.append(w / norm)
+        lowered = text.lower()
+        ids: list[int] = []
+        weights: list[float] = []
+        for grams in (_word_ngrams(lowered, self.word_ngrams), _char_ngrams(lowered, self.char_ngrams)):
+            counts = Counter(self.index[g] for g in grams if g in self.index)
+            items = sorted((i, (1.0 + math.log(c)) * self.idf[i]) for i, c in counts.items())
+            norm = math.sqrt(sum(w * w for _, w in items)) or 1.0  # each block to unit length
+            ids.extend(i + 1 for i, _ in items)
+            weights.extend(w / norm for _, w in items)
         return ids, weights
 
     def features(self, texts: Sequence[str]) -> dict[str, list[list[Any]]]:
